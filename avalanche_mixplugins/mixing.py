@@ -1,0 +1,256 @@
+"""Mixing operations on batches of tensors.
+
+Pure tensor maths shared by every plugin of the package (and by
+:mod:`ssl_ext`): mixing-coefficient sampling, input interpolation (Mixup),
+box pasting (CutMix), soft targets and the mixed loss. Nothing here imports
+Avalanche.
+
+* Mixup: Zhang, Cisse, Dauphin, Lopez-Paz. "mixup: Beyond Empirical Risk
+  Minimization". ICLR 2018. https://arxiv.org/abs/1710.09412
+* CutMix: Yun, Han, Oh, Chun, Choe, Yoo. "CutMix: Regularization Strategy to
+  Train Strong Classifiers with Localizable Features". ICCV 2019.
+  https://arxiv.org/abs/1905.04899
+
+Shapes: inputs ``x`` are ``(N, ...)`` (images ``(N, C, H, W)``), labels ``y``
+are integer ``(N,)``, a pairing is an index tensor ``partner`` of shape
+``(N,)`` (sample ``i`` is mixed with sample ``partner[i]``) and ``lam`` is a
+``(N,)`` tensor of weights of the first sample.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+MIX_MODES = ("mixup", "cutmix")
+
+
+def check_alpha(alpha: float) -> float:
+    """Return ``alpha`` as a float, or raise ``ValueError`` if not positive."""
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"alpha must be a positive number, got {alpha!r}") from err
+    if not alpha > 0 or alpha == float("inf"):
+        raise ValueError(
+            f"alpha must be a positive finite number (Beta(alpha, alpha)), got {alpha}"
+        )
+    return alpha
+
+
+def sample_lambda(
+    alpha: float,
+    n: int,
+    *,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+    per_sample: bool = True,
+) -> Tensor:
+    """Draw mixing coefficients from ``Beta(alpha, alpha)``.
+
+    :param alpha: concentration of the symmetric Beta distribution (> 0).
+    :param n: number of coefficients to return.
+    :param device: device of the returned tensor.
+    :param generator: optional CPU ``torch.Generator`` for reproducibility.
+    :param per_sample: one coefficient per sample (default) or one shared by
+        the whole batch, repeated ``n`` times.
+    :return: float tensor of shape ``(n,)`` with values in ``[0, 1]``.
+    """
+    alpha = check_alpha(alpha)
+    k = n if per_sample else 1
+    # Beta(a, a) as a ratio of Gamma draws, so a seeded generator can be used.
+    conc = torch.full((2, k), alpha, dtype=torch.float64)
+    gam = torch._standard_gamma(conc, generator=generator)
+    lam = (gam[0] / (gam[0] + gam[1]).clamp_min(1e-300)).float()
+    lam = torch.nan_to_num(lam, nan=0.5).clamp_(0.0, 1.0)
+    if not per_sample:
+        lam = lam.expand(n).clone()
+    return lam.to(device) if device is not None else lam
+
+
+def _broadcast(lam: Tensor, x: Tensor) -> Tensor:
+    return lam.to(dtype=x.dtype, device=x.device).view(-1, *([1] * (x.dim() - 1)))
+
+
+def _check_pairing(x: Tensor, partner: Tensor, lam: Tensor) -> None:
+    if x.dim() < 1 or x.shape[0] == 0:
+        raise ValueError(
+            f"expected a non-empty batch (N, ...), got shape {tuple(x.shape)}"
+        )
+    n = x.shape[0]
+    if partner.shape != (n,):
+        raise ValueError(
+            f"partner must have shape ({n},) to match the batch, got {tuple(partner.shape)}"
+        )
+    if lam.shape != (n,):
+        raise ValueError(f"lam must have shape ({n},), got {tuple(lam.shape)}")
+
+
+def mix_inputs(x: Tensor, partner: Tensor, lam: Tensor) -> Tensor:
+    """Mixup: ``lam[i] * x[i] + (1 - lam[i]) * x[partner[i]]``.
+
+    :param x: float batch ``(N, ...)``.
+    :param partner: long ``(N,)`` index of each sample's partner in ``x``.
+    :param lam: ``(N,)`` weight of the first sample.
+    :return: mixed batch, same shape and dtype as ``x``.
+    """
+    _check_pairing(x, partner, lam)
+    if not torch.is_floating_point(x):
+        raise ValueError(
+            f"mixup needs floating-point inputs, got {x.dtype}; convert images with "
+            "torchvision.transforms.v2.ToDtype(torch.float32, scale=True) first"
+        )
+    lam_b = _broadcast(lam, x)
+    return lam_b * x + (1.0 - lam_b) * x[partner]
+
+
+def cutmix_boxes(
+    lam: Tensor,
+    height: int,
+    width: int,
+    *,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Random boxes whose area fraction is ``1 - lam`` (before clipping).
+
+    The box side ratios follow CutMix: ``sqrt(1 - lam)`` of each side, centred
+    uniformly in the image and clipped at its borders.
+
+    :param lam: ``(N,)`` requested weights of the first sample.
+    :param height: image height.
+    :param width: image width.
+    :param generator: optional CPU ``torch.Generator``.
+    :return: ``(boxes, lam_adjusted)``: long ``(N, 4)`` boxes as
+        ``(y0, y1, x0, x1)`` (end exclusive) on ``lam``'s device, and the
+        weights corrected to ``1 - pasted area / image area``.
+    """
+    n = lam.shape[0]
+    cut = torch.sqrt((1.0 - lam.detach().float().cpu()).clamp(0.0, 1.0))
+    ch = (cut * height).long()
+    cw = (cut * width).long()
+    cy = torch.randint(0, height, (n,), generator=generator)
+    cx = torch.randint(0, width, (n,), generator=generator)
+    y0 = (cy - ch // 2).clamp(0, height)
+    y1 = (cy + ch // 2).clamp(0, height)
+    x0 = (cx - cw // 2).clamp(0, width)
+    x1 = (cx + cw // 2).clamp(0, width)
+    boxes = torch.stack([y0, y1, x0, x1], dim=1)
+    area = ((y1 - y0) * (x1 - x0)).float()
+    lam_adj = 1.0 - area / float(height * width)
+    return boxes.to(lam.device), lam_adj.to(device=lam.device, dtype=lam.dtype)
+
+
+def box_masks(boxes: Tensor, height: int, width: int) -> Tensor:
+    """Boolean ``(N, 1, H, W)`` masks, true inside each box (batched, no loop)."""
+    rows = torch.arange(height, device=boxes.device).view(1, height, 1)
+    cols = torch.arange(width, device=boxes.device).view(1, 1, width)
+    y0, y1, x0, x1 = (boxes[:, k].view(-1, 1, 1) for k in range(4))
+    inside = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
+    return inside.unsqueeze(1)
+
+
+def cutmix_inputs(
+    x: Tensor,
+    partner: Tensor,
+    lam: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """CutMix: paste a box of ``x[partner[i]]`` into ``x[i]``.
+
+    :param x: image batch ``(N, C, H, W)`` (any dtype).
+    :param partner: long ``(N,)`` partner indices.
+    :param lam: ``(N,)`` requested weights of the first sample.
+    :param generator: optional CPU ``torch.Generator`` for the box centres.
+    :return: ``(mixed, lam_adjusted)`` where ``lam_adjusted = 1 - box area /
+        image area`` is the weight to give the first sample's label.
+    """
+    _check_pairing(x, partner, lam)
+    if x.dim() != 4:
+        raise ValueError(
+            f"CutMix needs image batches of shape (N, C, H, W), got {tuple(x.shape)}"
+        )
+    height, width = x.shape[-2:]
+    boxes, lam_adj = cutmix_boxes(lam, height, width, generator=generator)
+    inside = box_masks(boxes, height, width)
+    return torch.where(inside, x[partner], x), lam_adj
+
+
+def one_hot(
+    y: Tensor, num_classes: int, *, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """One-hot encode integer labels, with a clear error for labels out of range."""
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}) to match the model's "
+            f"{num_classes} outputs, got range [{int(y.min())}, {int(y.max())}]"
+        )
+    return F.one_hot(y.long(), num_classes).to(dtype)
+
+
+def mix_targets(y: Tensor, partner: Tensor, lam: Tensor, num_classes: int) -> Tensor:
+    """Soft targets ``lam * e_{y_i} + (1 - lam) * e_{y_partner(i)}``; rows sum to 1."""
+    t = one_hot(y, num_classes)
+    lam_b = lam.to(t).view(-1, 1)
+    return lam_b * t + (1.0 - lam_b) * t[partner]
+
+
+def mixed_cross_entropy(
+    logits: Tensor,
+    y: Tensor,
+    partner: Tensor,
+    lam: Tensor,
+    *,
+    reduction: str = "mean",
+) -> Tensor:
+    """``lam * CE(logits, y_i) + (1 - lam) * CE(logits, y_partner(i))``.
+
+    Equal to the cross-entropy against :func:`mix_targets`, without building
+    the soft targets.
+
+    :param reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per sample).
+    """
+    logp = F.log_softmax(logits.float(), dim=1)
+    nll_a = -logp.gather(1, y.view(-1, 1)).squeeze(1)
+    nll_b = -logp.gather(1, y[partner].view(-1, 1)).squeeze(1)
+    lam = lam.to(logp)
+    per_sample = lam * nll_a + (1.0 - lam) * nll_b
+    if reduction == "none":
+        return per_sample
+    if reduction == "sum":
+        return per_sample.sum()
+    if reduction == "mean":
+        return per_sample.mean()
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def apply_mix(
+    mode: str,
+    x: Tensor,
+    partner: Tensor,
+    lam: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Mix a batch with ``mode`` in :data:`MIX_MODES`; return inputs and the label weights."""
+    if mode == "mixup":
+        return mix_inputs(x, partner, lam), lam
+    if mode == "cutmix":
+        return cutmix_inputs(x, partner, lam, generator=generator)
+    raise ValueError(f"mix mode must be one of {MIX_MODES}, got {mode!r}")
+
+
+__all__ = [
+    "MIX_MODES",
+    "apply_mix",
+    "box_masks",
+    "check_alpha",
+    "cutmix_boxes",
+    "cutmix_inputs",
+    "mix_inputs",
+    "mix_targets",
+    "mixed_cross_entropy",
+    "one_hot",
+    "sample_lambda",
+]

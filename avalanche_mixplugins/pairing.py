@@ -1,0 +1,278 @@
+"""Pair-selection policies: which samples of a batch are mixed together.
+
+A policy sees the labels of a training batch and which of its samples are
+previous-task (buffer) samples, and returns for every sample a partner index
+and whether the sample takes part in mixing. The choice is batched (one
+``torch.multinomial`` over an ``N x N`` weight matrix), with no Python loop
+over samples and no host-device synchronisation.
+
+:class:`RandomPairs` is the pairing of Mixup and CutMix. :class:`GradientPairs`
+is the class-pair criterion of GradMix:
+
+    Kim, Hwang, Whang. "GradMix: Gradient-based Selective Mixup for Robust Data
+    Augmentation in Class-Incremental Learning". arXiv:2505.08528 (KDD 2026).
+    https://arxiv.org/abs/2505.08528
+
+It keeps a ``C x C`` matrix of class-pair scores (the mean inner product
+between the gradient of mixed samples of that class pair and the mean
+gradient of the buffer samples, smoothed across steps) and lets only pairs
+with a positive score contribute to the mixed loss. Nothing here imports
+Avalanche.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+PAIRINGS = ("all", "buffer_current", "current")
+FALLBACKS = ("none", "same_class")
+NO_BUFFER_MODES = ("mixup", "none")
+
+
+def check_pairing(pairing: str) -> str:
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+    return pairing
+
+
+def allowed_pairs(is_buffer: Tensor, pairing: str) -> Tensor:
+    """Boolean ``(N, N)`` matrix: may sample ``i`` be mixed with sample ``j``.
+
+    :param is_buffer: bool ``(N,)``, true for previous-task (buffer) samples.
+    :param pairing: ``"all"`` (any two distinct samples), ``"buffer_current"``
+        (one buffer and one current sample) or ``"current"`` (two current
+        samples; buffer samples are never mixed).
+    """
+    check_pairing(pairing)
+    n = is_buffer.shape[0]
+    distinct = ~torch.eye(n, dtype=torch.bool, device=is_buffer.device)
+    if pairing == "all":
+        return distinct
+    if pairing == "buffer_current":
+        return is_buffer.view(-1, 1) != is_buffer.view(1, -1)
+    cur = ~is_buffer
+    return distinct & cur.view(-1, 1) & cur.view(1, -1)
+
+
+def draw_partners(
+    weights: Tensor, *, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Draw one partner per row of a non-negative ``(N, N)`` weight matrix.
+
+    :return: ``(partner, active)``: long ``(N,)`` partner indices and a bool
+        ``(N,)`` mask of rows that had at least one admissible partner (rows
+        without one get themselves as partner and ``active = False``).
+    """
+    n = weights.shape[0]
+    weights = weights.float()
+    active = weights.sum(dim=1) > 0
+    eye = torch.eye(n, device=weights.device, dtype=weights.dtype)
+    safe = torch.where(active.view(-1, 1), weights, eye)
+    if generator is not None and generator.device != safe.device:
+        # Sample on the generator's device, then move back (CPU generator).
+        partner = torch.multinomial(safe.cpu(), 1, generator=generator).squeeze(1)
+        partner = partner.to(weights.device)
+    else:
+        partner = torch.multinomial(safe, 1, generator=generator).squeeze(1)
+    return partner, active
+
+
+class PairPolicy:
+    """Base class of pair policies.
+
+    :meth:`select` chooses partners before the mixed forward; :meth:`weigh`
+    may refine, after the mixed forward, which mixed samples count in the loss
+    (the default keeps every active sample).
+
+    :param pairing: which samples may be paired, see :func:`allowed_pairs`.
+    """
+
+    def __init__(self, *, pairing: str = "all"):
+        self.pairing = check_pairing(pairing)
+
+    def select(
+        self,
+        y: Tensor,
+        is_buffer: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Return ``(partner, active)`` for a batch with labels ``y``."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        del state
+
+
+class RandomPairs(PairPolicy):
+    """Uniformly random partners among the admissible ones (Mixup, CutMix)."""
+
+    def select(self, y, is_buffer, *, generator=None):
+        allowed = allowed_pairs(is_buffer, self.pairing)
+        return draw_partners(allowed, generator=generator)
+
+
+class GradientPairs(PairPolicy):
+    """GradMix's class-pair criterion.
+
+    The policy holds ``scores``, a symmetric ``C x C`` matrix over the classes
+    seen so far (it grows as classes arrive), and ``seen``, which pairs have
+    received evidence. Each step:
+
+    1. :meth:`select` draws partners among admissible samples whose class pair
+       is not known to be detrimental (score > 0, or never scored). A fraction
+       ``refresh`` of the rows ignores the scores, so that every pair keeps
+       getting fresh evidence. A row left without partner is not mixed, or,
+       with ``fallback="same_class"``, is mixed within its own class.
+    2. The caller computes one inner product per mixed sample (its loss
+       gradient with the buffer's mean gradient, see
+       :mod:`avalanche_mixplugins.gradients`) and calls :meth:`update`, which
+       averages them per class pair and smooths the matrix:
+       ``S <- momentum * S + (1 - momentum) * batch_mean`` (the first evidence
+       of a pair replaces its score).
+    3. :meth:`helpful` says which mixed samples belong to a pair whose updated
+       score is positive: only those count in the mixed loss.
+
+    :param pairing: which samples may be paired, see :func:`allowed_pairs`.
+    :param momentum: smoothing of the score matrix across steps, in [0, 1).
+        ``0`` keeps only the latest batch's evidence.
+    :param refresh: fraction of rows whose partner is drawn ignoring the
+        scores, in [0, 1].
+    :param fallback: ``"none"`` (a sample with no helpful partner is not
+        mixed) or ``"same_class"`` (it is mixed with a sample of its class).
+    """
+
+    def __init__(
+        self,
+        *,
+        pairing: str = "all",
+        momentum: float = 0.9,
+        refresh: float = 0.1,
+        fallback: str = "none",
+    ):
+        super().__init__(pairing=pairing)
+        if not 0.0 <= float(momentum) < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+        if not 0.0 <= float(refresh) <= 1.0:
+            raise ValueError(f"refresh must lie in [0, 1], got {refresh}")
+        if fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+        self.momentum = float(momentum)
+        self.refresh = float(refresh)
+        self.fallback = fallback
+        self.scores = torch.zeros(0, 0)
+        self.seen = torch.zeros(0, 0, dtype=torch.bool)
+
+    # -- state -------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return self.scores.shape[0]
+
+    def grow(self, num_classes: int, device: torch.device | str | None = None) -> None:
+        """Extend the matrices to ``num_classes`` (new pairs start unseen)."""
+        device = self.scores.device if device is None else torch.device(device)
+        old = self.num_classes
+        if num_classes > old:
+            scores = torch.zeros(num_classes, num_classes, device=device)
+            seen = torch.zeros(
+                num_classes, num_classes, dtype=torch.bool, device=device
+            )
+            scores[:old, :old] = self.scores.to(device)
+            seen[:old, :old] = self.seen.to(device)
+            self.scores, self.seen = scores, seen
+        elif self.scores.device != device:
+            self.scores, self.seen = self.scores.to(device), self.seen.to(device)
+
+    def state_dict(self) -> dict:
+        return {"scores": self.scores.detach().cpu(), "seen": self.seen.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scores = state["scores"].clone().float()
+        self.seen = state["seen"].clone().bool()
+
+    # -- steps -------------------------------------------------------------
+    def known_detrimental(self, y: Tensor) -> Tensor:
+        """``(N, N)`` bool: the class pair of ``(i, j)`` has a score <= 0."""
+        s = self.scores[y][:, y]
+        return self.seen[y][:, y] & (s <= 0)
+
+    def select(self, y, is_buffer, *, generator=None):
+        allowed = allowed_pairs(is_buffer, self.pairing)
+        blocked = self.known_detrimental(y)
+        if self.refresh > 0:
+            u = torch.rand(y.shape[0], generator=generator)
+            explore = (u < self.refresh).to(y.device).view(-1, 1)
+            blocked = blocked & ~explore
+        weights = allowed & ~blocked
+        if self.fallback == "same_class":
+            n = y.shape[0]
+            same = (y.view(-1, 1) == y.view(1, -1)) & ~torch.eye(
+                n, dtype=torch.bool, device=y.device
+            )
+            no_partner = ~weights.any(dim=1, keepdim=True)
+            weights = torch.where(no_partner, same, weights)
+        return draw_partners(weights, generator=generator)
+
+    def batch_pair_sums(
+        self, y: Tensor, partner: Tensor, inner: Tensor, valid: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Sum and count of ``inner`` per unordered class pair (``C x C``, symmetric)."""
+        c = self.num_classes
+        a, b = y, y[partner]
+        w = valid.to(inner.dtype)
+        val = torch.nan_to_num(inner.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)
+        sums = torch.zeros(c * c, device=inner.device)
+        counts = torch.zeros(c * c, device=inner.device)
+        for idx in (a * c + b, b * c + a):
+            sums.index_add_(0, idx, val * w)
+            counts.index_add_(0, idx, w.float())
+        return sums.view(c, c), counts.view(c, c)
+
+    def update(self, sums: Tensor, counts: Tensor) -> None:
+        """Fold a batch's per-pair sums and counts into the smoothed scores."""
+        has = counts > 0
+        mean = sums / counts.clamp_min(1.0)
+        smoothed = self.momentum * self.scores + (1.0 - self.momentum) * mean
+        new = torch.where(self.seen, smoothed, mean)
+        self.scores = torch.where(has, new, self.scores)
+        self.seen = self.seen | has
+
+    def helpful(self, y: Tensor, partner: Tensor) -> Tensor:
+        """Bool ``(N,)``: the class pair of each mixed sample has a positive score."""
+        same = y == y[partner]
+        positive = self.seen[y, y[partner]] & (self.scores[y, y[partner]] > 0)
+        if self.fallback == "same_class":
+            return positive | same
+        return positive
+
+    def helpful_pairs(self) -> list[tuple[int, int, float]]:
+        """Class pairs ``(a, b, score)`` with ``a <= b`` and a positive score."""
+        s = self.scores.detach().cpu()
+        seen = self.seen.cpu()
+        idx = torch.nonzero(torch.triu(seen & (s > 0)), as_tuple=False)
+        return [(int(i), int(j), float(s[i, j])) for i, j in idx]
+
+    def helpful_fraction(self) -> float:
+        """Fraction of the scored class pairs (``a <= b``) that are helpful."""
+        seen = torch.triu(self.seen.cpu())
+        n = int(seen.sum())
+        if n == 0:
+            return float("nan")
+        return float((seen & (self.scores.cpu() > 0)).sum()) / n
+
+
+__all__ = [
+    "FALLBACKS",
+    "GradientPairs",
+    "NO_BUFFER_MODES",
+    "PAIRINGS",
+    "PairPolicy",
+    "RandomPairs",
+    "allowed_pairs",
+    "check_pairing",
+    "draw_partners",
+]

@@ -1,0 +1,243 @@
+"""The adapter shared by every mixing plugin.
+
+:class:`MixingPlugin` finds, for each Avalanche replay strategy, the samples
+trained on in the current iteration and which of them are previous-task
+(buffer) samples, asks a pair policy for partners, mixes the inputs, runs one
+forward of the mixed batch and adds the mixed-sample loss to
+``strategy.loss`` in ``before_backward``. That hook composes with every
+strategy's own objective and with other plugins that add loss terms.
+
+Where the samples are, per strategy (Avalanche 0.6):
+
+* ``Naive`` + ``ReplayPlugin`` (and ``Replay``-style loaders): the minibatch
+  holds current and memory samples together;
+* ``ER_ACE`` / ``ER_AML``: the minibatch holds current samples, the buffer
+  samples of the step are ``strategy.mb_buffer_x`` / ``mb_buffer_y``;
+* ``DER``: the strategy prepends buffer samples to the minibatch after the
+  plugins' ``before_forward``; at ``before_backward`` they are in it.
+
+Previous-task samples are recognised by label: classes not in
+``strategy.experience.classes_in_this_experience`` (class-incremental
+streams).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.models.utils import avalanche_forward
+from torch import Tensor
+
+from avalanche_mixplugins.mixing import (
+    MIX_MODES,
+    apply_mix,
+    check_alpha,
+    mixed_cross_entropy,
+    sample_lambda,
+)
+from avalanche_mixplugins.pairing import PairPolicy
+
+if TYPE_CHECKING:
+    from avalanche.training.templates import SupervisedTemplate
+
+
+@dataclass
+class MixedBatch:
+    """Everything about one iteration's mixed samples (all tensors on device)."""
+
+    x: Tensor
+    """Inputs of the pool the pairs are drawn from, ``(N, ...)``."""
+    y: Tensor
+    """Their integer labels ``(N,)``."""
+    t: Tensor
+    """Their task labels ``(N,)``."""
+    is_buffer: Tensor
+    """Bool ``(N,)``: previous-task samples."""
+    partner: Tensor
+    """Long ``(N,)``: partner of each sample."""
+    active: Tensor
+    """Bool ``(N,)``: the sample had an admissible partner."""
+    lam: Tensor
+    """``(N,)`` weight of each sample's own label (CutMix: area-corrected)."""
+    x_mix: Tensor
+    """Mixed inputs ``(N, ...)``."""
+    logits: Tensor
+    """Model output on ``x_mix``."""
+
+
+def _check_fraction(name: str, value: float) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}") from err
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    return value
+
+
+def _check_weight(weight: float) -> float:
+    try:
+        weight = float(weight)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"weight must be a non-negative number, got {weight!r}"
+        ) from err
+    if not (weight >= 0.0 and math.isfinite(weight)):
+        raise ValueError(f"weight must be a non-negative finite number, got {weight}")
+    return weight
+
+
+class MixingPlugin(SupervisedPlugin, supports_distributed=True):
+    """Base of the mixing plugins: adds a mixed-sample loss in ``before_backward``.
+
+    The mixed loss of a step is the mean over mixed samples that count
+    (see :meth:`sample_weights`) of
+    ``lam * CE(f(x~), y_i) + (1 - lam) * CE(f(x~), y_j)``, added to the
+    strategy's loss as ``strategy.loss += weight * mixed_loss``.
+
+    :param policy: the pair-selection policy.
+    :param mix: ``"mixup"`` (interpolate inputs) or ``"cutmix"`` (paste a box).
+    :param alpha: ``lam ~ Beta(alpha, alpha)``.
+    :param prob: chance that an iteration adds a mixed loss at all.
+    :param weight: weight of the mixed loss added to the strategy's loss.
+    :param seed: seed of the plugin's own random generator (pairs, ``lam``,
+        boxes); ``None`` draws it from torch's global generator, so
+        ``torch.manual_seed`` before building the plugin makes runs repeat.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: PairPolicy,
+        mix: str = "mixup",
+        alpha: float = 1.0,
+        prob: float = 1.0,
+        weight: float = 1.0,
+        seed: int | None = None,
+    ):
+        super().__init__()
+        if mix not in MIX_MODES:
+            raise ValueError(f"mix must be one of {MIX_MODES}, got {mix!r}")
+        if not isinstance(policy, PairPolicy):
+            raise ValueError(
+                f"policy must be a PairPolicy, got {type(policy).__name__}"
+            )
+        self.policy = policy
+        self.mix = mix
+        self.alpha = check_alpha(alpha)
+        self.prob = _check_fraction("prob", prob)
+        self.weight = _check_weight(weight)
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.last_loss: Tensor | None = None
+        self._current: Tensor | None = None
+        self._seen_classes: set[int] = set()
+        self._has_previous = False
+
+    # -- which samples ------------------------------------------------------
+    def before_training_exp(self, strategy: SupervisedTemplate, **kwargs):
+        classes = sorted(int(c) for c in strategy.experience.classes_in_this_experience)
+        self._current = torch.tensor(classes, dtype=torch.long, device=strategy.device)
+        self._has_previous = bool(self._seen_classes - set(classes))
+
+    def after_training_exp(self, strategy: SupervisedTemplate, **kwargs):
+        self._seen_classes.update(
+            int(c) for c in strategy.experience.classes_in_this_experience
+        )
+
+    @staticmethod
+    def extra_buffer(strategy: SupervisedTemplate) -> tuple | None:
+        """Buffer samples a strategy keeps outside the minibatch (ER-ACE, ER-AML)."""
+        if getattr(strategy, "replay_loader", None) is None:
+            return None
+        bx = getattr(strategy, "mb_buffer_x", None)
+        if bx is None:
+            return None
+        return bx, strategy.mb_buffer_y, strategy.mb_buffer_tid
+
+    def training_samples(
+        self, strategy: SupervisedTemplate
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(x, y, task_labels, is_buffer)`` of the samples trained on this step."""
+        x, y, t = strategy.mb_x, strategy.mb_y, strategy.mb_task_id
+        extra = self.extra_buffer(strategy)
+        if extra is not None:
+            x = torch.cat([x, extra[0]])
+            y = torch.cat([y, extra[1]])
+            t = torch.cat([t, extra[2]])
+        if self._current is None or self._current.device != y.device:
+            classes = strategy.experience.classes_in_this_experience
+            self._current = torch.tensor(sorted(classes), device=y.device)
+        is_buffer = ~torch.isin(y, self._current)
+        return x, y, t, is_buffer
+
+    # -- policy hooks (overridden by GradMix) --------------------------------
+    def select_pairs(
+        self, strategy: SupervisedTemplate, y: Tensor, is_buffer: Tensor
+    ) -> tuple[Tensor, Tensor] | None:
+        """Partners and active mask, or ``None`` to skip mixing this step."""
+        if self.policy.pairing == "buffer_current" and not self._has_previous:
+            return None
+        return self.policy.select(y, is_buffer, generator=self.generator)
+
+    def sample_weights(self, strategy: SupervisedTemplate, batch: MixedBatch) -> Tensor:
+        """Weight of each mixed sample in the mixed loss (default: active ones)."""
+        return batch.active.float()
+
+    # -- the step --------------------------------------------------------------
+    def mixed_batch(self, strategy: SupervisedTemplate) -> MixedBatch | None:
+        """Draw pairs and ``lam``, mix, and forward the mixed inputs."""
+        x, y, t, is_buffer = self.training_samples(strategy)
+        if x.shape[0] < 2:
+            return None
+        chosen = self.select_pairs(strategy, y, is_buffer)
+        if chosen is None:
+            return None
+        partner, active = chosen
+        lam = sample_lambda(self.alpha, x.shape[0], generator=self.generator)
+        x_mix, lam_y = apply_mix(
+            self.mix, x, partner, lam.to(x.device), generator=self.generator
+        )
+        logits = avalanche_forward(strategy.model, x_mix, t)
+        return MixedBatch(x, y, t, is_buffer, partner, active, lam_y, x_mix, logits)
+
+    def before_backward(self, strategy: SupervisedTemplate, **kwargs):
+        if not strategy.is_training or self.weight == 0.0:
+            return
+        if (
+            self.prob < 1.0
+            and float(torch.rand((), generator=self.generator)) >= self.prob
+        ):
+            return
+        batch = self.mixed_batch(strategy)
+        if batch is None:
+            return
+        per_sample = mixed_cross_entropy(
+            batch.logits, batch.y, batch.partner, batch.lam, reduction="none"
+        )
+        w = self.sample_weights(strategy, batch)
+        loss = (per_sample * w).sum() / w.sum().clamp_min(1.0)
+        self.last_loss = loss.detach()
+        strategy.loss = strategy.loss + self.weight * loss
+
+    # -- state ------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Plain state (tensors, numbers) to resume a run with ``torch.save``."""
+        return {
+            "generator": self.generator.get_state(),
+            "seen_classes": sorted(self._seen_classes),
+            "policy": self.policy.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self._seen_classes = set(int(c) for c in state["seen_classes"])
+        self.policy.load_state_dict(state["policy"])
+
+
+__all__ = ["MixedBatch", "MixingPlugin"]
