@@ -148,9 +148,10 @@ class PseudoLabeler:
 
     def to(self, device: torch.device | str) -> PseudoLabeler:
         """Move the statistics to ``device`` (in place); returns ``self``."""
-        for key, value in self.state_dict().items():
-            if isinstance(value, Tensor):
-                setattr(self, key, value.to(device))
+        state = self.state_dict()
+        self.load_state_dict(
+            {k: v.to(device) if isinstance(v, Tensor) else v for k, v in state.items()}
+        )
         return self
 
     def __repr__(self) -> str:

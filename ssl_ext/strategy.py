@@ -1,0 +1,686 @@
+"""Semi-supervised Avalanche strategy: FixMatch, SoftMatch and FlexMatch.
+
+:class:`SemiSupervisedStrategy` is a ``SupervisedTemplate`` whose labeled data
+is each experience's dataset (so ``ReplayPlugin`` and other data plugins
+compose as usual) and whose unlabeled data is a separate dataset given to the
+strategy. Every iteration follows the USB recipe (Wang et al., "USB: A
+Unified Semi-supervised Learning Benchmark", NeurIPS 2022):
+
+1. a labeled batch of ``B = train_mb_size`` samples (weak view) and an
+   unlabeled batch of ``mu * B`` samples with a weak and a strong view;
+2. **one** forward of ``cat(labeled, unlabeled_weak, unlabeled_strong)``
+   (plus any extra inputs registered by plugins, see below);
+3. pseudo-labels and weights from the detached weak-view logits
+   (:mod:`ssl_ext.algorithms`);
+4. loss ``CE(labeled) + lambda_u * consistency(strong, pseudo-labels, weights)``.
+
+Algorithms: FixMatch (Sohn et al., NeurIPS 2020), FlexMatch (Zhang et al.,
+NeurIPS 2021) and SoftMatch (Chen et al., ICLR 2023), selected with
+``algorithm=``; they share everything but the pseudo-labelling rule.
+
+Callbacks. The loop is Avalanche's ``SGDUpdate.training_epoch``, unchanged,
+so every plugin callback fires in the usual order. The SSL work hooks into
+the template's own steps: ``_unpack_minibatch`` also draws the unlabeled
+batch and builds the views (so they exist from ``before_training_iteration``
+on), ``forward`` runs the joint forward and pseudo-labelling, ``criterion``
+the two losses, ``backward``/``optimizer_step`` the AMP scaler and the EMA
+teacher. With ``train_iterations`` the epoch is a fixed number of
+iterations over a cycling labeled loader.
+
+What a plugin can read during a training iteration (all on ``device``):
+
+=============================  ===============================================
+``mb_x``, ``mb_y``              labeled weak views and labels (``mbatch``
+                                holds ``[x, y, task]`` as in Avalanche)
+``mb_index``                    dataset ids of the labeled samples (the
+                                ``sample_id`` data attribute), or ``None``
+``mb_ulb_x``, ``mb_ulb_index``  raw unlabeled images and their indices in the
+                                unlabeled dataset
+``mb_ulb_weak``,                weak and strong unlabeled views
+``mb_ulb_strong``
+``mb_output``                   labeled logits (after ``forward``)
+``mb_ulb_weak_output``,         unlabeled logits (weak / strong)
+``mb_ulb_strong_output``
+``mb_pseudo``                   :class:`~ssl_ext.algorithms.PseudoLabels`
+                                (``targets``, ``weights``, ``probs``)
+``mb_pseudo_labels``,           shortcuts to ``mb_pseudo.targets`` and
+``mb_mask``                     ``mb_pseudo.weights``
+``sup_loss``, ``unsup_loss``    the two base loss terms (after ``criterion``;
+                                ``loss = sup_loss + lambda_u * unsup_loss``)
+``mb_extra_output``             logits of extra inputs (see below)
+=============================  ===============================================
+
+Extension points (used by CalibrateMix, arXiv:2511.12964):
+
+* *extra inputs in the main forward* ("fast" mode): in ``before_forward`` a
+  plugin calls :meth:`SemiSupervisedStrategy.add_forward_input` with a name
+  and a batch of inputs; they are concatenated to the joint forward and their
+  logits are in ``mb_extra_output[name]`` from ``after_forward`` on; the
+  plugin adds its loss to ``strategy.loss`` in ``before_backward``.
+* *a second forward* ("faithful" mode): in ``before_backward`` a plugin calls
+  :meth:`~SemiSupervisedStrategy.model_forward` (same autocast and memory
+  format as the main pass) and :meth:`~SemiSupervisedStrategy.ssl_loss` to
+  recompute the base loss on new logits, and adds the result to
+  ``strategy.loss``.
+
+Labeled sample ids. Labeled samples carry a ``sample_id`` data attribute
+(:data:`SAMPLE_ID`) of the ``AvalancheDataset``. If an experience's dataset
+does not have one, the strategy adds consecutive ids (continuing from the
+previous experiences) to ``experience.dataset`` before the dataset adaptation,
+so ReplayPlugin's buffer, which is filled from ``experience.dataset``, keeps
+them; :func:`add_sample_ids` sets ids of your choice (e.g. the index in the
+original training set). The id is removed from ``mbatch`` into ``mb_index``,
+so ``mbatch`` keeps Avalanche's ``[x, y, task]`` layout for other plugins.
+
+Data: labeled and unlabeled items are image tensors ``(C, H, W)`` (float in
+``[0, 1]`` or uint8, any size, 1 or 3 channels) of the same size; unlabeled
+items may be bare tensors or tuples whose first element is the image.
+Augmentation happens on the batch, on ``device``
+(:class:`~ssl_ext.views.SSLViews`); eval inputs only get the views'
+normalisation.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from avalanche.benchmarks.utils import DataAttribute
+from avalanche.models import MultiTaskModule
+from avalanche.training.plugins.evaluation import default_evaluator
+from avalanche.training.templates import SupervisedTemplate
+from timm.utils import ModelEmaV3
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from ssl_ext.algorithms import (
+    ALGORITHMS,
+    PseudoLabeler,
+    PseudoLabels,
+    consistency_loss,
+    make_pseudo_labeler,
+)
+from ssl_ext.views import SSLViews
+
+SAMPLE_ID = "sample_id"
+"""Name of the data attribute holding labeled sample ids."""
+
+
+class SSLLoss(NamedTuple):
+    """Base SSL loss of one pass: ``loss = sup_loss + lambda_u * unsup_loss``."""
+
+    loss: Tensor
+    sup_loss: Tensor
+    unsup_loss: Tensor
+    pseudo: PseudoLabels
+
+
+class IndexedDataset(Dataset):
+    """Wrap an unlabeled dataset so items are ``(image, index)``.
+
+    :param dataset: a map-style dataset whose items are image tensors or
+        tuples/lists starting with the image (other fields are dropped).
+    """
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        item = self.dataset[index]
+        if isinstance(item, tuple | list):
+            item = item[0]
+        if not isinstance(item, Tensor):
+            raise TypeError(
+                "unlabeled items must be image tensors (C, H, W) or tuples starting "
+                f"with one; got {type(item).__name__} (add a ToImage/ToTensor transform)"
+            )
+        return item, index
+
+
+def add_sample_ids(
+    dataset, ids: Sequence[int] | Tensor | None = None, *, offset: int = 0
+):
+    """Return ``dataset`` (an ``AvalancheDataset``) with a ``sample_id`` attribute.
+
+    The attribute is returned by ``__getitem__`` (``use_in_getitem=True``) and
+    survives ``subset``/``concat``/``train()``, hence ReplayPlugin's buffer.
+
+    :param dataset: an Avalanche dataset (e.g. ``experience.dataset``).
+    :param ids: one integer per sample; default ``offset + arange(len)``.
+    :param offset: first id when ``ids`` is not given.
+    """
+    n = len(dataset)
+    if ids is None:
+        ids = list(range(offset, offset + n))
+    elif isinstance(ids, Tensor):
+        ids = ids.tolist()
+    else:
+        ids = [int(i) for i in ids]
+    if len(ids) != n:
+        raise ValueError(f"got {len(ids)} ids for a dataset of {n} samples")
+    return dataset.update_data_attribute(
+        SAMPLE_ID, DataAttribute(ids, SAMPLE_ID, use_in_getitem=True)
+    )
+
+
+def _sample_id_position(dataset) -> int | None:
+    """Position (negative, from the end) of ``sample_id`` in the dataset's items."""
+    attributes = getattr(dataset, "_data_attributes", None)
+    if not attributes:
+        return None
+    names = [name for name, attr in attributes.items() if attr.use_in_getitem]
+    if SAMPLE_ID not in names:
+        return None
+    return names.index(SAMPLE_ID) - len(names)
+
+
+class _IterationLoader:
+    """Iterate a loader cyclically for exactly ``n`` batches (has ``__len__``)."""
+
+    def __init__(self, loader, n: int):
+        self.loader = loader
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator:
+        done = 0
+        while done < self.n:
+            empty = True
+            for batch in self.loader:
+                empty = False
+                yield batch
+                done += 1
+                if done >= self.n:
+                    return
+            if empty:
+                raise RuntimeError("the labeled data loader is empty")
+
+
+def _cycle(loader) -> Iterator:
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise RuntimeError("the unlabeled data loader is empty")
+
+
+class SemiSupervisedStrategy(SupervisedTemplate):
+    """FixMatch / SoftMatch / FlexMatch training as an Avalanche strategy.
+
+    :param model: the classifier (e.g. ``timm.create_model("wrn28_2", ...)``).
+    :param optimizer: its optimizer.
+    :param unlabeled: the unlabeled data: one dataset for the whole stream, a
+        list/tuple with one dataset per experience (indexed by
+        ``experience.current_experience``), or a callable
+        ``experience -> dataset``.
+    :param algorithm: ``"fixmatch"``, ``"softmatch"``, ``"flexmatch"`` or a
+        :class:`~ssl_ext.algorithms.PseudoLabeler` instance. A named algorithm
+        is rebuilt (fresh statistics) whenever the unlabeled dataset changes.
+    :param algorithm_kwargs: keyword arguments of the named algorithm (e.g.
+        ``{"threshold": 0.95}``, ``{"n_sigma": 2.0}``).
+    :param mu: unlabeled batch size as a multiple of ``train_mb_size`` (7).
+    :param lambda_u: weight of the unsupervised loss (1).
+    :param train_iterations: iterations per experience; ``None`` trains
+        ``train_epochs`` passes over the labeled loader instead.
+    :param views: weak/strong augmentation (default ``SSLViews()``).
+    :param ema_decay: decay of an EMA teacher (``timm.utils.ModelEmaV3``;
+        0.999 in USB) used for evaluation; ``None`` disables it.
+    :param amp: mixed precision with ``torch.autocast``: ``False``, ``True``
+        (bfloat16 on CPU, float16 on CUDA), ``"bf16"`` or ``"fp16"`` (CUDA
+        only, with a ``torch.amp.GradScaler``).
+    :param channels_last: use the channels-last memory format; ``None`` means
+        on CUDA only.
+    :param criterion: supervised loss on the labeled logits (default
+        ``nn.CrossEntropyLoss()``).
+    :param train_mb_size: labeled batch size ``B``.
+    :param train_epochs: epochs per experience (must be 1 with
+        ``train_iterations``).
+    :param eval_mb_size: evaluation batch size.
+    :param device: where the model, the batches and the augmentation live.
+    :param plugins: Avalanche plugins.
+    :param evaluator: Avalanche ``EvaluationPlugin``.
+    :param eval_every: periodic evaluation, as in ``SupervisedTemplate``.
+    :param peval_mode: ``"epoch"`` or ``"iteration"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        unlabeled: Dataset | Sequence[Dataset] | Callable[[Any], Dataset],
+        algorithm: str | PseudoLabeler = "fixmatch",
+        algorithm_kwargs: dict | None = None,
+        mu: int = 7,
+        lambda_u: float = 1.0,
+        train_iterations: int | None = None,
+        views: SSLViews | None = None,
+        ema_decay: float | None = None,
+        amp: bool | str = False,
+        channels_last: bool | None = None,
+        criterion: nn.Module | None = None,
+        train_mb_size: int = 64,
+        train_epochs: int = 1,
+        eval_mb_size: int | None = None,
+        device: str | torch.device = "cpu",
+        plugins: Sequence | None = None,
+        evaluator=default_evaluator,
+        eval_every: int = -1,
+        peval_mode: str = "epoch",
+        **kwargs,
+    ):
+        if isinstance(algorithm, str):
+            if algorithm not in ALGORITHMS:
+                raise ValueError(
+                    f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}"
+                )
+        elif not isinstance(algorithm, PseudoLabeler):
+            raise ValueError(
+                f"algorithm must be a name in {ALGORITHMS} or a PseudoLabeler, got {algorithm!r}"
+            )
+        if algorithm_kwargs is not None and not isinstance(algorithm, str):
+            raise ValueError("algorithm_kwargs only apply to a named algorithm")
+        if isinstance(mu, bool) or int(mu) != mu or mu < 1:
+            raise ValueError(f"mu must be a positive integer, got {mu!r}")
+        if not float(lambda_u) >= 0:
+            raise ValueError(f"lambda_u must be >= 0, got {lambda_u}")
+        if train_iterations is not None:
+            if int(train_iterations) != train_iterations or train_iterations < 1:
+                raise ValueError(
+                    f"train_iterations must be a positive integer or None, got "
+                    f"{train_iterations!r}"
+                )
+            if train_epochs != 1:
+                raise ValueError(
+                    "give either train_iterations or train_epochs, not both"
+                )
+        if ema_decay is not None and not 0.0 <= float(ema_decay) < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) or None, got {ema_decay}")
+        if views is not None and not isinstance(views, SSLViews):
+            raise ValueError(f"views must be an SSLViews, got {type(views).__name__}")
+        if not (
+            isinstance(unlabeled, Dataset | list | tuple)
+            or (callable(unlabeled) and not isinstance(unlabeled, Dataset))
+        ):
+            raise ValueError(
+                "unlabeled must be a Dataset, a list/tuple of datasets (one per "
+                f"experience) or a callable experience -> dataset; got {type(unlabeled)}"
+            )
+        if isinstance(unlabeled, list | tuple) and len(unlabeled) == 0:
+            raise ValueError("unlabeled is an empty list")
+        if isinstance(train_mb_size, bool) or int(train_mb_size) < 1:
+            raise ValueError(
+                f"train_mb_size must be a positive integer, got {train_mb_size}"
+            )
+
+        super().__init__(
+            model=model,
+            optimizer=optimizer,
+            criterion=nn.CrossEntropyLoss() if criterion is None else criterion,
+            train_mb_size=train_mb_size,
+            train_epochs=train_epochs,
+            eval_mb_size=train_mb_size if eval_mb_size is None else eval_mb_size,
+            device=device,
+            plugins=plugins,
+            evaluator=evaluator,
+            eval_every=eval_every,
+            peval_mode=peval_mode,
+            **kwargs,
+        )
+        self.unlabeled = unlabeled
+        self.algorithm = algorithm
+        self.algorithm_kwargs = dict(algorithm_kwargs or {})
+        self.mu = int(mu)
+        self.lambda_u = float(lambda_u)
+        self.train_iterations = (
+            None if train_iterations is None else int(train_iterations)
+        )
+        self.views = views if views is not None else SSLViews()
+        self.ema_decay = None if ema_decay is None else float(ema_decay)
+        self.amp_dtype = self._resolve_amp(amp)
+        self.channels_last = (
+            self.device.type == "cuda" if channels_last is None else bool(channels_last)
+        )
+        self.scaler = (
+            torch.amp.GradScaler(self.device.type)
+            if self.amp_dtype == torch.float16
+            else None
+        )
+
+        self.pseudo_labeler: PseudoLabeler | None = (
+            algorithm if isinstance(algorithm, PseudoLabeler) else None
+        )
+        self.ema: ModelEmaV3 | None = None
+        self.unlabeled_dataset: Dataset | None = None
+        self._next_sample_id = 0
+        self._train_id_pos: int | None = None
+        self._eval_id_pos: int | None = None
+        self._ulb_iter: Iterator | None = None
+        self._reset_iteration_state()
+
+    # ------------------------------------------------------------------ setup
+    def _resolve_amp(self, amp: bool | str) -> torch.dtype | None:
+        if amp is False or amp is None:
+            return None
+        if amp is True:
+            return torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        if amp == "bf16":
+            return torch.bfloat16
+        if amp == "fp16":
+            if self.device.type != "cuda":
+                raise ValueError("amp='fp16' needs a CUDA device; use 'bf16' on CPU")
+            return torch.float16
+        raise ValueError(f"amp must be False, True, 'bf16' or 'fp16', got {amp!r}")
+
+    def _reset_iteration_state(self) -> None:
+        self.mb_index: Tensor | None = None
+        self.mb_ulb_x: Tensor | None = None
+        self.mb_ulb_index: Tensor | None = None
+        self.mb_ulb_weak: Tensor | None = None
+        self.mb_ulb_strong: Tensor | None = None
+        self.mb_ulb_weak_output: Tensor | None = None
+        self.mb_ulb_strong_output: Tensor | None = None
+        self.mb_pseudo: PseudoLabels | None = None
+        self.sup_loss: Tensor | None = None
+        self.unsup_loss: Tensor | None = None
+        self.mb_extra_x: dict[str, Tensor] = {}
+        self.mb_extra_output: dict[str, Tensor] = {}
+
+    @property
+    def mb_pseudo_labels(self) -> Tensor | None:
+        """Hard pseudo-labels of the unlabeled batch (``(mu B,)``)."""
+        return None if self.mb_pseudo is None else self.mb_pseudo.targets
+
+    @property
+    def mb_mask(self) -> Tensor | None:
+        """Per-sample weights of the unlabeled batch (mask or soft weights)."""
+        return None if self.mb_pseudo is None else self.mb_pseudo.weights
+
+    def _unlabeled_for(self, experience) -> Dataset:
+        source = self.unlabeled
+        if isinstance(source, list | tuple):
+            i = experience.current_experience
+            if i >= len(source):
+                raise ValueError(
+                    f"no unlabeled dataset for experience {i}: {len(source)} were given"
+                )
+            dataset = source[i]
+        elif isinstance(source, Dataset):
+            dataset = source
+        else:
+            dataset = source(experience)
+        if not isinstance(dataset, Dataset) or len(dataset) == 0:
+            raise ValueError(
+                f"the unlabeled dataset of experience is empty or invalid: {dataset!r}"
+            )
+        return dataset
+
+    def train_dataset_adaptation(self, **kwargs):
+        """Give the experience's samples ids (if missing), then adapt as usual."""
+        exp = self.experience
+        if _sample_id_position(exp.dataset) is None:
+            exp.dataset = add_sample_ids(exp.dataset, offset=self._next_sample_id)
+        ids = getattr(exp.dataset, SAMPLE_ID)
+        if len(ids):
+            self._next_sample_id = max(self._next_sample_id, int(max(ids)) + 1)
+        super().train_dataset_adaptation(**kwargs)
+
+    def make_train_dataloader(
+        self, num_workers=0, shuffle=True, pin_memory=None, **kwargs
+    ):
+        """Labeled loader as in Avalanche, plus the cycling unlabeled loader."""
+        super().make_train_dataloader(
+            num_workers=num_workers, shuffle=shuffle, pin_memory=pin_memory, **kwargs
+        )
+        self._train_id_pos = _sample_id_position(self.adapted_dataset)
+        dataset = self._unlabeled_for(self.experience)
+        if dataset is not self.unlabeled_dataset:
+            self.unlabeled_dataset = dataset
+            if isinstance(self.algorithm, str):
+                self.pseudo_labeler = make_pseudo_labeler(
+                    self.algorithm, num_unlabeled=len(dataset), **self.algorithm_kwargs
+                )
+        batch = self.mu * self.train_mb_size
+        loader = DataLoader(
+            IndexedDataset(dataset),
+            batch_size=batch,
+            shuffle=True,
+            drop_last=len(dataset) >= batch,
+            num_workers=num_workers,
+            pin_memory=self.device.type == "cuda" if pin_memory is None else pin_memory,
+        )
+        self._ulb_iter = _cycle(loader)
+
+    def make_eval_dataloader(self, **kwargs):
+        super().make_eval_dataloader(**kwargs)
+        self._eval_id_pos = _sample_id_position(self.adapted_dataset)
+
+    def _before_training_exp(self, **kwargs):
+        super()._before_training_exp(**kwargs)
+        if isinstance(self.model, MultiTaskModule):
+            raise ValueError("SemiSupervisedStrategy supports single-head models only")
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if self.pseudo_labeler is not None:
+            self.pseudo_labeler.to(self.device)
+        if self.ema_decay is not None:
+            self._sync_ema()
+
+    def _before_eval_exp(self, **kwargs):
+        super()._before_eval_exp(**kwargs)
+        if self.ema is not None:
+            self._sync_ema()
+
+    def _sync_ema(self) -> None:
+        """Create the EMA teacher, or rebuild it if the model's shapes changed.
+
+        On a rebuild (e.g. a grown classifier) tensors whose shape is unchanged
+        keep their EMA values; the others start from the current model.
+        """
+        model_state = self.model.state_dict()
+        if self.ema is not None:
+            ema_state = self.ema.module.state_dict()
+            same = ema_state.keys() == model_state.keys() and all(
+                ema_state[k].shape == v.shape for k, v in model_state.items()
+            )
+            if same:
+                return
+        old = None if self.ema is None else self.ema.module.state_dict()
+        self.ema = ModelEmaV3(self.model, decay=self.ema_decay)
+        if old is not None:
+            merged = {
+                k: (old[k] if k in old and old[k].shape == v.shape else v)
+                for k, v in self.ema.module.state_dict().items()
+            }
+            self.ema.module.load_state_dict(merged)
+
+    def _before_training_epoch(self, **kwargs):
+        if self.train_iterations is not None and not isinstance(
+            self.dataloader, _IterationLoader
+        ):
+            self.dataloader = _IterationLoader(self.dataloader, self.train_iterations)
+        super()._before_training_epoch(**kwargs)
+
+    # -------------------------------------------------------------- minibatch
+    def _unpack_minibatch(self):
+        """Move the batch to ``device``, pop the sample ids; in training also
+        draw the unlabeled batch and build the weak and strong views."""
+        if isinstance(self.mbatch, tuple):
+            self.mbatch = list(self.mbatch)
+        pos = self._train_id_pos if self.is_training else self._eval_id_pos
+        ids = self.mbatch.pop(pos) if pos is not None else None
+        super()._unpack_minibatch()
+        self._reset_iteration_state()
+        if ids is not None:
+            self.mb_index = ids.to(self.device, non_blocking=True)
+        if not self.is_training:
+            self.mbatch[0] = self.views.plain(self.mbatch[0])
+            return
+        self.mbatch[0] = self.views.weak(self.mbatch[0])
+        x_ulb, idx_ulb = next(self._ulb_iter)
+        self.mb_ulb_x = x_ulb.to(self.device, non_blocking=True)
+        self.mb_ulb_index = idx_ulb.to(self.device, non_blocking=True)
+        self.mb_ulb_weak, self.mb_ulb_strong = self.views(self.mb_ulb_x)
+
+    # ---------------------------------------------------------------- forward
+    def add_forward_input(self, name: str, x: Tensor) -> None:
+        """Add inputs to this iteration's joint forward (call in ``before_forward``).
+
+        Their logits are ``mb_extra_output[name]`` after the forward.
+
+        :param name: key of the extra batch (unique within the iteration).
+        :param x: inputs shaped like the labeled batch but for the first dim.
+        """
+        if not self.is_training:
+            raise RuntimeError("extra forward inputs are for training iterations")
+        if name in self.mb_extra_x:
+            raise ValueError(f"an extra input named {name!r} was already added")
+        if x.shape[1:] != self.mb_x.shape[1:]:
+            raise ValueError(
+                f"extra input {name!r} has sample shape {tuple(x.shape[1:])}, "
+                f"expected {tuple(self.mb_x.shape[1:])}"
+            )
+        self.mb_extra_x[name] = x
+
+    def _autocast(self):
+        return torch.autocast(
+            self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
+        )
+
+    def model_forward(self, x: Tensor, model: nn.Module | None = None) -> Tensor:
+        """Run ``model`` (default the trained model) with the strategy's AMP and
+        memory format; returns float32 logits."""
+        model = self.model if model is None else model
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            out = model(x)
+        return out.float()
+
+    def pseudo_label(
+        self, logits_weak: Tensor, index: Tensor | None = None, *, update: bool = True
+    ) -> PseudoLabels:
+        """Pseudo-labels and weights of unlabeled weak-view logits (detached)."""
+        return self.pseudo_labeler(logits_weak.detach(), index=index, update=update)
+
+    def ssl_loss(
+        self,
+        logits_lb: Tensor,
+        y_lb: Tensor,
+        logits_weak: Tensor,
+        logits_strong: Tensor,
+        ulb_index: Tensor | None = None,
+        *,
+        update: bool = True,
+    ) -> SSLLoss:
+        """The base SSL loss of one pass (e.g. a plugin's second forward).
+
+        :param update: update the algorithm's running statistics.
+        """
+        pseudo = self.pseudo_label(logits_weak, ulb_index, update=update)
+        sup = self._criterion(logits_lb, y_lb)
+        unsup = consistency_loss(logits_strong, pseudo.targets, pseudo.weights)
+        return SSLLoss(sup + self.lambda_u * unsup, sup, unsup, pseudo)
+
+    def forward(self):
+        """Joint forward in training (sets the unlabeled outputs and pseudo-labels,
+        returns the labeled logits); the EMA teacher (if any) in evaluation."""
+        if not self.is_training:
+            model = self.ema.module if self.ema is not None else self.model
+            return self.model_forward(self.mb_x, model)
+        parts = [
+            self.mb_x,
+            self.mb_ulb_weak,
+            self.mb_ulb_strong,
+            *self.mb_extra_x.values(),
+        ]
+        sizes = [p.shape[0] for p in parts]
+        logits = self.model_forward(torch.cat(parts)).split(sizes)
+        out_lb, self.mb_ulb_weak_output, self.mb_ulb_strong_output = logits[:3]
+        self.mb_extra_output = dict(zip(self.mb_extra_x, logits[3:]))
+        self.mb_pseudo = self.pseudo_label(self.mb_ulb_weak_output, self.mb_ulb_index)
+        return out_lb
+
+    def criterion(self):
+        """``sup_loss + lambda_u * unsup_loss`` in training, the criterion in eval."""
+        if not self.is_training:
+            return self._criterion(self.mb_output, self.mb_y)
+        self.sup_loss = self._criterion(self.mb_output, self.mb_y)
+        self.unsup_loss = consistency_loss(
+            self.mb_ulb_strong_output, self.mb_pseudo.targets, self.mb_pseudo.weights
+        )
+        return self.sup_loss + self.lambda_u * self.unsup_loss
+
+    # --------------------------------------------------------------- backward
+    def backward(self):
+        if self.scaler is not None:
+            self.scaler.scale(self.loss).backward(retain_graph=self.retain_graph)
+        else:
+            super().backward()
+
+    def optimizer_step(self):
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            super().optimizer_step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    # ------------------------------------------------------------ checkpoints
+    def ssl_state_dict(self) -> dict:
+        """Statistics of the pseudo-labeller, EMA teacher and AMP scaler."""
+        return {
+            "pseudo_labeler": None
+            if self.pseudo_labeler is None
+            else copy.deepcopy(self.pseudo_labeler.state_dict()),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "next_sample_id": self._next_sample_id,
+        }
+
+    def load_ssl_state_dict(self, state: dict) -> None:
+        """Restore :meth:`ssl_state_dict` (call after the first experience's setup
+        for the EMA, which is created from the model)."""
+        if state.get("pseudo_labeler") is not None:
+            if self.pseudo_labeler is None:
+                warnings.warn(
+                    "no pseudo-labeller yet: its state was not restored", stacklevel=2
+                )
+            else:
+                self.pseudo_labeler.load_state_dict(state["pseudo_labeler"])
+        if state.get("ema") is not None:
+            if self.ema is None:
+                self.ema = ModelEmaV3(self.model, decay=self.ema_decay or 0.999)
+            self.ema.load_state_dict(state["ema"])
+        if state.get("scaler") is not None and self.scaler is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self._next_sample_id = int(state.get("next_sample_id", self._next_sample_id))
+
+    def _train_cleanup(self):
+        super()._train_cleanup()
+        self._reset_iteration_state()
+        self._ulb_iter = None
+
+    def _eval_cleanup(self):
+        super()._eval_cleanup()
+        self._reset_iteration_state()
+
+
+__all__ = [
+    "SAMPLE_ID",
+    "IndexedDataset",
+    "SSLLoss",
+    "SemiSupervisedStrategy",
+    "add_sample_ids",
+]
