@@ -128,6 +128,11 @@ class HeadCapture:
         self.records.clear()
 
 
+def _f(t: Tensor) -> Tensor:
+    """At least float32 (half and bfloat16 are promoted; float64 is kept)."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
 def _check_features(h: Tensor, logits: Tensor, targets: Tensor) -> None:
     if h.dim() != 2:
         raise ValueError(
@@ -143,7 +148,7 @@ def _check_features(h: Tensor, logits: Tensor, targets: Tensor) -> None:
 
 def softmax_residual(logits: Tensor, targets: Tensor) -> Tensor:
     """``softmax(logits) - targets``: the gradient of soft cross-entropy in the logits."""
-    return torch.softmax(logits.detach().float(), dim=1) - targets.float()
+    return torch.softmax(_f(logits.detach()), dim=1) - targets.to(_f(logits).dtype)
 
 
 def last_layer_gradient_sum(
@@ -165,8 +170,8 @@ def last_layer_gradient_sum(
     r = softmax_residual(logits, targets)
     if weights is None:
         weights = torch.ones(r.shape[0], device=r.device)
-    r = r * weights.float().view(-1, 1)
-    return r.t() @ h.float(), r.sum(dim=0), weights.float().sum()
+    r = r * weights.to(r.dtype).view(-1, 1)
+    return r.t() @ _f(h).to(r.dtype), r.sum(dim=0), weights.to(r.dtype).sum()
 
 
 def last_layer_inner_products(
@@ -188,15 +193,16 @@ def last_layer_inner_products(
     """
     _check_features(h, logits, targets)
     r = softmax_residual(logits, targets)
-    ip = ((r @ grad_w.float()) * h.float()).sum(dim=1)
+    ip = ((r @ grad_w.to(r.dtype)) * _f(h).to(r.dtype)).sum(dim=1)
     if grad_b is not None:
-        ip = ip + r @ grad_b.float()
+        ip = ip + r @ grad_b.to(r.dtype)
     return ip
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     """Per-sample cross-entropy against soft targets, ``(N,)``."""
-    return -(targets.float() * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+    logp = F.log_softmax(_f(logits), dim=1)
+    return -(targets.to(logp.dtype) * logp).sum(dim=1)
 
 
 def _trainable(model: nn.Module) -> dict[str, Tensor]:
@@ -247,7 +253,7 @@ def full_gradient_sum(
     g = per_sample_gradients(model, x, targets)
     if weights is None:
         weights = torch.ones(x.shape[0], device=g.device)
-    w = weights.float().to(g.device)
+    w = weights.to(device=g.device, dtype=g.dtype)
     return (g * w.view(-1, 1)).sum(dim=0), w.sum()
 
 

@@ -127,14 +127,16 @@ def cutmix_boxes(
     """
     n = lam.shape[0]
     cut = torch.sqrt((1.0 - lam.detach().float().cpu()).clamp(0.0, 1.0))
-    ch = (cut * height).long()
-    cw = (cut * width).long()
+    ch = torch.round(cut * height).long()
+    cw = torch.round(cut * width).long()
     cy = torch.randint(0, height, (n,), generator=generator)
     cx = torch.randint(0, width, (n,), generator=generator)
-    y0 = (cy - ch // 2).clamp(0, height)
-    y1 = (cy + ch // 2).clamp(0, height)
-    x0 = (cx - cw // 2).clamp(0, width)
-    x1 = (cx + cw // 2).clamp(0, width)
+    y0 = cy - ch // 2
+    x0 = cx - cw // 2
+    y1 = (y0 + ch).clamp(0, height)
+    x1 = (x0 + cw).clamp(0, width)
+    y0 = y0.clamp(0, height)
+    x0 = x0.clamp(0, width)
     boxes = torch.stack([y0, y1, x0, x1], dim=1)
     area = ((y1 - y0) * (x1 - x0)).float()
     lam_adj = 1.0 - area / float(height * width)

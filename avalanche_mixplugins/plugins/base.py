@@ -136,12 +136,14 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         self.generator = torch.Generator().manual_seed(int(seed))
         self.last_loss: Tensor | None = None
         self._current: Tensor | None = None
+        self._current_classes: list[int] = []
         self._seen_classes: set[int] = set()
         self._has_previous = False
 
     # -- which samples ------------------------------------------------------
     def before_training_exp(self, strategy: SupervisedTemplate, **kwargs):
         classes = sorted(int(c) for c in strategy.experience.classes_in_this_experience)
+        self._current_classes = classes
         self._current = torch.tensor(classes, dtype=torch.long, device=strategy.device)
         self._has_previous = bool(self._seen_classes - set(classes))
 

@@ -1,0 +1,301 @@
+"""GradMix: gradient-based selective mixup for Avalanche replay strategies."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import torch
+import torch.distributed as dist
+from avalanche.evaluation.metric_results import MetricValue
+from avalanche.models.utils import avalanche_forward
+from torch import Tensor
+
+from avalanche_mixplugins.gradients import (
+    GRAD_SPACES,
+    HeadCapture,
+    find_linear_head,
+    full_gradient_sum,
+    full_inner_products,
+    last_layer_gradient_sum,
+    last_layer_inner_products,
+)
+from avalanche_mixplugins.mixing import mix_targets, one_hot
+from avalanche_mixplugins.pairing import (
+    NO_BUFFER_MODES,
+    GradientPairs,
+    allowed_pairs,
+    draw_partners,
+)
+from avalanche_mixplugins.plugins.base import MixedBatch, MixingPlugin
+
+if TYPE_CHECKING:
+    from avalanche.training.templates import SupervisedTemplate
+
+
+def _all_reduce_sum(*tensors: Tensor) -> None:
+    """Sum tensors in place over all ranks when torch.distributed is running."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        for t in tensors:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+
+
+class GradMixPlugin(MixingPlugin, supports_distributed=True):
+    """GradMix: mix only class pairs whose mixed gradient agrees with the buffer's.
+
+    Kim, Hwang, Whang. "GradMix: Gradient-based Selective Mixup for Robust Data
+    Augmentation in Class-Incremental Learning". arXiv:2505.08528 (KDD 2026).
+    https://arxiv.org/abs/2505.08528
+
+    Mixing random pairs can raise the loss of previous tasks: the gradient of
+    the mixed samples may point against the mean gradient of the buffer
+    samples. To first order an SGD step on the mixed samples changes the
+    buffer loss by ``-eta * <g_buf, g_mix>``, so GradMix keeps a score per
+    **class pair**, the mean inner product between the gradient of mixed
+    samples of that pair and the buffer's mean gradient, and mixes only pairs
+    with a positive score (helpful pairs).
+
+    Each iteration, with the same integration as
+    :class:`~avalanche_mixplugins.plugins.MixupPlugin`:
+
+    1. partners are drawn among samples whose class pair is not known to be
+       detrimental (a fraction ``refresh`` of the rows ignores the scores, so
+       every pair keeps getting evidence);
+    2. the mixed batch is forwarded once (this forward also trains);
+    3. the buffer's mean gradient is computed from the buffer (previous-class)
+       samples of the step, and each mixed sample's loss gradient is
+       projected on it, from detached outputs;
+    4. the per-pair means update the smoothed ``C x C`` score matrix
+       (``momentum``), and only mixed samples of pairs with a positive score
+       count in the mixed loss.
+
+    With ``grad_space="last"`` (default) the gradients are those of the last
+    linear layer, in closed form from the logits and the head's input, which a
+    forward hook captures during the strategy's own forward and the mixed
+    forward: no second forward, no per-sample autograd; the selection costs
+    one ``C x D`` matrix product per step over Mixup. ``grad_space="full"``
+    uses exact per-sample gradients of all parameters (``torch.func``) for
+    small models and validation.
+
+    Decisions of this package where the paper could not be read: the
+    gradient space and closed form above; candidates are the step's own mixed
+    samples; scores are smoothed across steps; a sample without a helpful
+    partner is left unmixed (``fallback``); on the first experience, with no
+    buffer, GradMix behaves as plain Mixup (``no_buffer="mixup"``) or does not
+    mix (``"none"``). Under ``torch.distributed`` the buffer gradient and the
+    per-pair sums are all-reduced, so every rank holds the same scores.
+
+    :param alpha: ``lam ~ Beta(alpha, alpha)`` (> 0).
+    :param mix: ``"mixup"`` or ``"cutmix"`` (GradMix+CutMix is an extension).
+    :param prob: chance that an iteration is mixed, in [0, 1].
+    :param weight: weight of the mixed loss added to the strategy's loss.
+    :param pairing: ``"all"``, ``"buffer_current"`` or ``"current"``.
+    :param grad_space: ``"last"`` (closed form, last linear layer) or
+        ``"full"`` (exact, all parameters).
+    :param momentum: smoothing of the pair scores across steps, in [0, 1).
+    :param refresh: fraction of samples paired ignoring the scores, in [0, 1].
+    :param fallback: ``"none"`` or ``"same_class"`` for samples with no
+        helpful partner.
+    :param no_buffer: ``"mixup"`` or ``"none"``: what to do before any
+        previous-task class exists.
+    :param seed: seed of the plugin's random generator.
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 1.0,
+        mix: str = "mixup",
+        prob: float = 1.0,
+        weight: float = 1.0,
+        pairing: str = "all",
+        grad_space: str = "last",
+        momentum: float = 0.9,
+        refresh: float = 0.1,
+        fallback: str = "none",
+        no_buffer: str = "mixup",
+        seed: int | None = None,
+    ):
+        if grad_space not in GRAD_SPACES:
+            raise ValueError(
+                f"grad_space must be one of {GRAD_SPACES}, got {grad_space!r}"
+            )
+        if no_buffer not in NO_BUFFER_MODES:
+            raise ValueError(
+                f"no_buffer must be one of {NO_BUFFER_MODES}, got {no_buffer!r}"
+            )
+        super().__init__(
+            policy=GradientPairs(
+                pairing=pairing, momentum=momentum, refresh=refresh, fallback=fallback
+            ),
+            mix=mix,
+            alpha=alpha,
+            prob=prob,
+            weight=weight,
+            seed=seed,
+        )
+        self.grad_space = grad_space
+        self.no_buffer = no_buffer
+        self._capture: HeadCapture | None = None
+        self._head_has_bias = True
+        self._warned_fallback = False
+        self.history: list[dict] = []
+        self.last_inner: Tensor | None = None
+
+    # -- inspection ------------------------------------------------------------
+    @property
+    def pair_scores(self) -> Tensor:
+        """The smoothed ``C x C`` class-pair score matrix (a CPU copy)."""
+        return self.policy.scores.detach().cpu().clone()
+
+    @property
+    def scored_pairs(self) -> Tensor:
+        """Bool ``C x C``: pairs that have received evidence."""
+        return self.policy.seen.cpu().clone()
+
+    def helpful_pairs(self) -> list[tuple[int, int, float]]:
+        """Class pairs ``(a, b, score)``, ``a <= b``, currently scored helpful."""
+        return self.policy.helpful_pairs()
+
+    def helpful_fraction(self) -> float:
+        """Fraction of scored class pairs that are helpful (NaN before any)."""
+        return self.policy.helpful_fraction()
+
+    # -- callbacks -----------------------------------------------------------------
+    def before_training_exp(self, strategy: SupervisedTemplate, **kwargs):
+        super().before_training_exp(strategy, **kwargs)
+        if self._capture is not None:
+            self._capture.remove()
+            self._capture = None
+        if self.grad_space == "last":
+            _, head = find_linear_head(strategy.model)
+            self._head_has_bias = head.bias is not None
+            self._capture = HeadCapture(strategy.model, head)
+            self._capture.enabled = False
+
+    def before_training_iteration(self, strategy: SupervisedTemplate, **kwargs):
+        if self._capture is not None:
+            self._capture.clear()
+            self._capture.enabled = True
+
+    def after_training_iteration(self, strategy: SupervisedTemplate, **kwargs):
+        if self._capture is not None:
+            self._capture.clear()
+            self._capture.enabled = False
+
+    def after_training_exp(self, strategy: SupervisedTemplate, **kwargs):
+        if self._capture is not None:
+            self._capture.remove()
+            self._capture = None
+        exp = strategy.experience.current_experience
+        frac = self.helpful_fraction()
+        self.history.append(
+            {
+                "experience": int(exp),
+                "helpful_fraction": frac,
+                "scores": self.pair_scores,
+            }
+        )
+        evaluator = getattr(strategy, "evaluator", None)
+        if evaluator is not None and frac == frac:  # not NaN
+            evaluator.publish_metric_value(
+                MetricValue(
+                    self,
+                    "GradMix_HelpfulPairs/train_phase/train_stream",
+                    frac,
+                    strategy.clock.train_iterations,
+                )
+            )
+        super().after_training_exp(strategy, **kwargs)
+
+    # -- policy ------------------------------------------------------------------
+    def select_pairs(self, strategy, y, is_buffer):
+        if not self._has_previous:
+            if self.no_buffer == "none":
+                return None
+            allowed = allowed_pairs(is_buffer, self.policy.pairing)
+            return draw_partners(allowed, generator=self.generator)
+        n_labels = max(self._seen_classes | set(self._current_classes)) + 1
+        self.policy.grow(n_labels, device=y.device)
+        return super().select_pairs(strategy, y, is_buffer)
+
+    def _pool_features(
+        self, strategy: SupervisedTemplate, batch: MixedBatch
+    ) -> tuple[Tensor, Tensor]:
+        """Head inputs and logits of the pool's samples, from the strategy's forward."""
+        parts = [strategy.mb_x]
+        extra = self.extra_buffer(strategy)
+        if extra is not None:
+            parts.append(extra[0])
+        found = [self._capture.lookup(p) for p in parts]
+        if any(f is None for f in found):
+            if not self._warned_fallback:
+                warnings.warn(
+                    "GradMix could not find the strategy's forward of this batch; "
+                    "it runs an extra no-grad forward for the buffer features",
+                    stacklevel=2,
+                )
+                self._warned_fallback = True
+            with torch.no_grad():
+                avalanche_forward(strategy.model, batch.x, batch.t)
+            h, z = self._capture.lookup(batch.x)
+            return h, z
+        h = torch.cat([f[0] for f in found])
+        z = torch.cat([f[1] for f in found])
+        return h, z
+
+    def pair_inner_products(
+        self, strategy: SupervisedTemplate, batch: MixedBatch
+    ) -> Tensor:
+        """Inner product of each mixed sample's gradient with the buffer's mean gradient."""
+        c = batch.logits.shape[1]
+        targets = one_hot(batch.y, c)
+        targets_mix = mix_targets(batch.y, batch.partner, batch.lam, c)
+        if self.grad_space == "last":
+            h, z = self._pool_features(strategy, batch)
+            g_w, g_b, count = last_layer_gradient_sum(h, z, targets, batch.is_buffer)
+            _all_reduce_sum(g_w, g_b, count)
+            denom = count.clamp_min(1.0)
+            found = self._capture.lookup(batch.x_mix)
+            if found is None:
+                raise RuntimeError(
+                    "the mixed forward did not pass through the model's head"
+                )
+            h_mix, z_mix = found
+            return last_layer_inner_products(
+                h_mix,
+                z_mix,
+                targets_mix,
+                g_w / denom,
+                (g_b / denom) if self._head_has_bias else None,
+            )
+        g, count = full_gradient_sum(strategy.model, batch.x, targets, batch.is_buffer)
+        _all_reduce_sum(g, count)
+        return full_inner_products(
+            strategy.model, batch.x_mix.detach(), targets_mix, g / count.clamp_min(1.0)
+        )
+
+    def sample_weights(self, strategy: SupervisedTemplate, batch: MixedBatch) -> Tensor:
+        if not self._has_previous:
+            return batch.active.float()
+        self.policy.grow(batch.logits.shape[1], device=batch.y.device)
+        inner = self.pair_inner_products(strategy, batch)
+        has_buffer = batch.is_buffer.any()
+        valid = batch.active & has_buffer
+        sums, counts = self.policy.batch_pair_sums(batch.y, batch.partner, inner, valid)
+        _all_reduce_sum(sums, counts)
+        self.policy.update(sums, counts)
+        self.last_inner = inner.detach()
+        return (batch.active & self.policy.helpful(batch.y, batch.partner)).float()
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["history"] = list(self.history)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.history = list(state.get("history", []))
+
+
+__all__ = ["GradMixPlugin"]
