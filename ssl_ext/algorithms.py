@@ -113,6 +113,10 @@ class PseudoLabeler:
         :param update: update the running statistics with this batch.
         """
         logits = _check_logits(logits_weak)
+        if index is not None and index.shape != logits.shape[:1]:
+            raise ValueError(
+                f"index has shape {tuple(index.shape)}, expected ({logits.shape[0]},)"
+            )
         probs = self._probs(logits, update=update)
         max_probs, targets = probs.max(dim=-1)
         weights = self._weights(probs, max_probs, targets, index=index, update=update)
