@@ -30,7 +30,7 @@ def _as_probabilities(probs_or_logits) -> np.ndarray:
         or (
             (x >= 0).all()
             and (x <= 1).all()
-            and torch.allclose(x.sum(1), torch.ones(len(x)))
+            and torch.allclose(x.sum(1), torch.ones(len(x), dtype=x.dtype), atol=1e-4)
         )
     )
     if not rows_are_probs:
