@@ -6,4 +6,67 @@ training-dynamics-guided mixup of
 
     Rahman, Mohan, Sosea, Caragea. "CalibrateMix: Guided-Mixup Calibration of
     Image Semi-Supervised Models". arXiv:2511.12964 (AAAI 2026).
+
+Modules:
+
+* :mod:`ssl_ext.strategy`: :class:`SemiSupervisedStrategy`, one labeled
+  batch of ``B`` and an unlabeled batch of ``mu * B`` per iteration, one joint
+  forward, every Avalanche callback; the per-iteration tensors (views, logits,
+  pseudo-labels, weights, loss parts, sample ids) are strategy attributes so
+  plugins can add loss terms.
+* :mod:`ssl_ext.algorithms`: the pseudo-labelling rules of FixMatch (Sohn et
+  al., NeurIPS 2020), FlexMatch (Zhang et al., NeurIPS 2021) and SoftMatch
+  (Chen et al., ICLR 2023), pure tensor code.
+* :mod:`ssl_ext.views`: weak and strong augmentation of batches on the
+  training device (torchvision ``transforms.v2``).
+* :mod:`ssl_ext.backbones`: WideResNet-28-2 / 28-8 (Zagoruyko & Komodakis,
+  BMVC 2016) registered in timm; importing :mod:`ssl_ext` registers them, so
+  ``timm.create_model("wrn28_2", num_classes=10, in_chans=1)`` works.
+
+Calibration metrics (ECE, MCE, NLL, Brier) for the evaluation live in
+:mod:`avalanche_mixplugins.metrics`.
 """
+
+from ssl_ext.algorithms import (
+    ALGORITHMS,
+    DistributionAlignment,
+    FixMatch,
+    FlexMatch,
+    PseudoLabeler,
+    PseudoLabels,
+    SoftMatch,
+    consistency_loss,
+    make_pseudo_labeler,
+)
+from ssl_ext.backbones import WideResNet, wrn28_2, wrn28_8
+from ssl_ext.strategy import (
+    SAMPLE_ID,
+    IndexedDataset,
+    SemiSupervisedStrategy,
+    SSLLoss,
+    add_sample_ids,
+)
+from ssl_ext.views import SSLViews, random_crop_flip, to_float_images
+
+__all__ = [
+    "ALGORITHMS",
+    "SAMPLE_ID",
+    "DistributionAlignment",
+    "FixMatch",
+    "FlexMatch",
+    "IndexedDataset",
+    "PseudoLabeler",
+    "PseudoLabels",
+    "SSLLoss",
+    "SSLViews",
+    "SemiSupervisedStrategy",
+    "SoftMatch",
+    "WideResNet",
+    "add_sample_ids",
+    "consistency_loss",
+    "make_pseudo_labeler",
+    "random_crop_flip",
+    "to_float_images",
+    "wrn28_2",
+    "wrn28_8",
+]
