@@ -148,3 +148,81 @@ def test_gradmix_bad_arguments_raise(kwargs, match):
 def test_keyword_only():
     with pytest.raises(TypeError):
         MixupPlugin(0.4)  # type: ignore[misc]
+
+
+def _train_two(strategy, bench):
+    for exp in bench.train_stream[:2]:
+        strategy.train(exp)
+    return strategy.eval(bench.test_stream[:2])[
+        "Top1_Acc_Stream/eval_phase/test_stream/Task000"
+    ]
+
+
+@pytest.mark.parametrize("plugin_cls", [MixupPlugin, GradMixPlugin])
+def test_incremental_classifier_head(plugin_cls, digits_benchmark):
+    from avalanche.models import IncrementalClassifier
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(64, 64),
+        nn.ReLU(),
+        IncrementalClassifier(64, initial_out_features=2),
+    )
+    plugin = plugin_cls(seed=0)
+    rec = LossRecorder()
+    strategy = ER_ACE(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+        mem_size=100,
+        batch_size_mem=16,
+        train_mb_size=32,
+        device="cpu",
+        plugins=[plugin, rec],
+        evaluator=EvaluationPlugin(accuracy_metrics(stream=True), loggers=[]),
+    )
+    acc = _train_two(strategy, digits_benchmark)
+    assert all(math.isfinite(v) for v in rec.losses) and acc > 0.3
+    if plugin_cls is GradMixPlugin:
+        classes = [
+            int(c)
+            for e in digits_benchmark.train_stream[:2]
+            for c in e.classes_in_this_experience
+        ]
+        seen = plugin.scored_pairs
+        # the score matrix grew with the head and scored pairs of the two experiences
+        assert seen.shape[0] >= max(classes) + 1
+        assert seen[classes][:, classes].any()
+
+
+def test_timm_model_under_bfloat16_autocast(digits_benchmark):
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model(
+        "vit_tiny_patch16_224",
+        img_size=8,
+        patch_size=4,
+        in_chans=1,
+        depth=2,
+        num_classes=10,
+        embed_dim=48,
+        num_heads=2,
+    )
+    plugin = GradMixPlugin(seed=0)
+    rec = LossRecorder()
+    strategy = Naive(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+        train_mb_size=32,
+        device="cpu",
+        plugins=[ReplayPlugin(mem_size=64), plugin, rec],
+        evaluator=EvaluationPlugin(accuracy_metrics(stream=True), loggers=[]),
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for exp in digits_benchmark.train_stream[:2]:
+            strategy.train(exp)
+    assert all(math.isfinite(v) for v in rec.losses)
+    assert plugin.last_loss is not None and plugin.last_loss.dtype == torch.float32
+    assert plugin.scored_pairs.any() and torch.isfinite(plugin.pair_scores).all()
