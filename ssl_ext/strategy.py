@@ -58,6 +58,7 @@ Extension points (used by CalibrateMix, arXiv:2511.12964):
   logits are in ``mb_extra_output[name]`` from ``after_forward`` on; the
   plugin adds its loss to ``strategy.loss`` in ``before_backward``.
 * *a second forward* ("faithful" mode): in ``before_backward`` a plugin calls
+  :meth:`~SemiSupervisedStrategy.forward_parts` or
   :meth:`~SemiSupervisedStrategy.model_forward` (same autocast and memory
   format as the main pass) and :meth:`~SemiSupervisedStrategy.ssl_loss` to
   recompute the base loss on new logits, and adds the result to
@@ -155,6 +156,11 @@ def add_sample_ids(
     :param ids: one integer per sample; default ``offset + arange(len)``.
     :param offset: first id when ``ids`` is not given.
     """
+    if not hasattr(dataset, "update_data_attribute"):
+        raise ValueError(
+            f"add_sample_ids needs an AvalancheDataset, got {type(dataset).__name__} "
+            "(wrap it with avalanche.benchmarks.utils.as_classification_dataset)"
+        )
     n = len(dataset)
     if ids is None:
         ids = list(range(offset, offset + n))
@@ -178,6 +184,15 @@ def _sample_id_position(dataset) -> int | None:
     if SAMPLE_ID not in names:
         return None
     return names.index(SAMPLE_ID) - len(names)
+
+
+def _set_experience_dataset(experience, dataset) -> None:
+    """Replace an experience's dataset (read-only property in Avalanche 0.6's
+    ``DatasetExperience``, a plain attribute in the legacy scenarios)."""
+    try:
+        experience.dataset = dataset
+    except AttributeError:
+        experience._dataset = dataset
 
 
 class _IterationLoader:
@@ -429,7 +444,9 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         """Give the experience's samples ids (if missing), then adapt as usual."""
         exp = self.experience
         if _sample_id_position(exp.dataset) is None:
-            exp.dataset = add_sample_ids(exp.dataset, offset=self._next_sample_id)
+            _set_experience_dataset(
+                exp, add_sample_ids(exp.dataset, offset=self._next_sample_id)
+            )
         ids = getattr(exp.dataset, SAMPLE_ID)
         if len(ids):
             self._next_sample_id = max(self._next_sample_id, int(max(ids)) + 1)
@@ -528,6 +545,11 @@ class SemiSupervisedStrategy(SupervisedTemplate):
             return
         self.mbatch[0] = self.views.weak(self.mbatch[0])
         x_ulb, idx_ulb = next(self._ulb_iter)
+        if x_ulb.shape[1:] != self.mbatch[0].shape[1:]:
+            raise ValueError(
+                f"unlabeled images have shape {tuple(x_ulb.shape[1:])} but labeled ones "
+                f"{tuple(self.mbatch[0].shape[1:])}: both must have the same (C, H, W)"
+            )
         self.mb_ulb_x = x_ulb.to(self.device, non_blocking=True)
         self.mb_ulb_index = idx_ulb.to(self.device, non_blocking=True)
         self.mb_ulb_weak, self.mb_ulb_strong = self.views(self.mb_ulb_x)
@@ -592,20 +614,26 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         unsup = consistency_loss(logits_strong, pseudo.targets, pseudo.weights)
         return SSLLoss(sup + self.lambda_u * unsup, sup, unsup, pseudo)
 
+    def forward_parts(
+        self, *parts: Tensor, model: nn.Module | None = None
+    ) -> tuple[Tensor, ...]:
+        """One forward of ``cat(parts)``; returns the logits split like ``parts``.
+
+        This is the joint forward of the main pass, available to plugins for a
+        second pass (e.g. ``(labeled, mixed, weak, strong)``).
+        """
+        sizes = [p.shape[0] for p in parts]
+        return self.model_forward(torch.cat(parts), model).split(sizes)
+
     def forward(self):
         """Joint forward in training (sets the unlabeled outputs and pseudo-labels,
         returns the labeled logits); the EMA teacher (if any) in evaluation."""
         if not self.is_training:
             model = self.ema.module if self.ema is not None else self.model
             return self.model_forward(self.mb_x, model)
-        parts = [
-            self.mb_x,
-            self.mb_ulb_weak,
-            self.mb_ulb_strong,
-            *self.mb_extra_x.values(),
-        ]
-        sizes = [p.shape[0] for p in parts]
-        logits = self.model_forward(torch.cat(parts)).split(sizes)
+        logits = self.forward_parts(
+            self.mb_x, self.mb_ulb_weak, self.mb_ulb_strong, *self.mb_extra_x.values()
+        )
         out_lb, self.mb_ulb_weak_output, self.mb_ulb_strong_output = logits[:3]
         self.mb_extra_output = dict(zip(self.mb_extra_x, logits[3:]))
         self.mb_pseudo = self.pseudo_label(self.mb_ulb_weak_output, self.mb_ulb_index)

@@ -59,6 +59,7 @@ def digits():
         "x_lab": x_tr[lab],
         "y_lab": y_tr[lab],
         "x_ulb": x_tr,
+        "y_ulb": y_tr,  # only to check sample ids, never given to the strategy
         "x_te": x_te,
         "y_te": y_te,
     }
@@ -299,6 +300,55 @@ def test_user_sample_ids_and_epoch_mode(digits):
     assert sorted(ids.tolist()) == list(range(1000, 1050))
     with pytest.raises(ValueError, match="ids"):
         add_sample_ids(exp.dataset, ids=[1, 2])
+
+
+def test_new_api_benchmark_with_ids_of_the_original_dataset(digits):
+    """class_incremental_benchmark + ReplayPlugin; ids set once on the whole dataset."""
+    from avalanche.benchmarks.scenarios.supervised import class_incremental_benchmark
+    from avalanche.benchmarks.utils import as_classification_dataset
+
+    x, y = digits["x_ulb"][:300], digits["y_ulb"][:300]
+    train = add_sample_ids(
+        as_classification_dataset(tensor_dataset(x, y)), ids=torch.arange(300) + 7000
+    )
+    test = as_classification_dataset(
+        tensor_dataset(digits["x_te"][:50], digits["y_te"][:50])
+    )
+    bench = class_incremental_benchmark(
+        {"train": train, "test": test}, num_experiences=2, seed=0
+    )
+    rec = Recorder()
+    strategy = make_strategy(
+        small_cnn(),
+        TensorDataset(x),
+        [rec, ReplayPlugin(mem_size=30)],
+        train_iterations=4,
+    )
+    exps = list(bench.train_stream)
+    for exp in exps:
+        strategy.train(exp)
+    # the ids are the positions in the original dataset (+ 7000), through the
+    # split and the replay buffer
+    for it in rec.iterations:
+        assert torch.equal(y[it["index"] - 7000], it["y"])
+    first = set(getattr(exps[0].dataset, SAMPLE_ID))
+    assert any(int(i) in first for it in rec.iterations[4:] for i in it["index"])
+
+
+def test_ssl_state_dict_round_trip(digits):
+    torch.manual_seed(0)
+    ulb = TensorDataset(digits["x_ulb"])
+    kwargs = dict(algorithm="flexmatch", train_iterations=2, ema_decay=0.9)
+    a = make_strategy(small_cnn(), ulb, **kwargs)
+    a.train(benchmark(digits).train_stream[0])
+    state = a.ssl_state_dict()
+    b = make_strategy(small_cnn(), ulb, **kwargs)
+    b.pseudo_labeler = ssl_ext.make_pseudo_labeler("flexmatch", num_unlabeled=len(ulb))
+    b.load_ssl_state_dict(state)
+    assert torch.equal(b.pseudo_labeler.selected_label, a.pseudo_labeler.selected_label)
+    for pa, pb in zip(a.ema.module.parameters(), b.ema.module.parameters()):
+        assert torch.equal(pa, pb)
+    assert b._next_sample_id == a._next_sample_id == len(digits["y_lab"])
 
 
 class AddMixedInputs(SupervisedPlugin):
