@@ -436,7 +436,8 @@ class SemiSupervisedStrategy(SupervisedTemplate):
             dataset = source(experience)
         if not isinstance(dataset, Dataset) or len(dataset) == 0:
             raise ValueError(
-                f"the unlabeled dataset of experience is empty or invalid: {dataset!r}"
+                f"the unlabeled dataset of experience {experience.current_experience} "
+                f"is empty or not a Dataset: {dataset!r}"
             )
         return dataset
 
@@ -444,12 +445,16 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         """Give the experience's samples ids (if missing), then adapt as usual."""
         exp = self.experience
         if _sample_id_position(exp.dataset) is None:
+            n = len(exp.dataset)
             _set_experience_dataset(
                 exp, add_sample_ids(exp.dataset, offset=self._next_sample_id)
             )
-        ids = getattr(exp.dataset, SAMPLE_ID)
-        if len(ids):
-            self._next_sample_id = max(self._next_sample_id, int(max(ids)) + 1)
+            self._next_sample_id += n
+        else:
+            # ids given by the user: later automatic ids start after them
+            ids = torch.as_tensor(list(getattr(exp.dataset, SAMPLE_ID)))
+            if ids.numel():
+                self._next_sample_id = max(self._next_sample_id, int(ids.max()) + 1)
         super().train_dataset_adaptation(**kwargs)
 
     def make_train_dataloader(
@@ -482,8 +487,10 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         super().make_eval_dataloader(**kwargs)
         self._eval_id_pos = _sample_id_position(self.adapted_dataset)
 
-    def _before_training_exp(self, **kwargs):
-        super()._before_training_exp(**kwargs)
+    def check_model_and_optimizer(self, **kwargs):
+        """Avalanche's model adaptation, then the SSL setup (memory format,
+        statistics on ``device``, EMA teacher), before ``before_training_exp``."""
+        super().check_model_and_optimizer(**kwargs)
         if isinstance(self.model, MultiTaskModule):
             raise ValueError("SemiSupervisedStrategy supports single-head models only")
         if self.channels_last:
