@@ -454,14 +454,22 @@ def test_ema_teacher_is_used_for_evaluation(digits):
         assert not torch.allclose(out, model.eval()(x), atol=1e-5)
 
 
-def test_bf16_autocast_on_cpu(digits):
+def test_bf16_autocast_and_channels_last_on_cpu(digits):
     torch.manual_seed(0)
     rec = Recorder()
+    model = small_cnn()
     strategy = make_strategy(
-        small_cnn(), TensorDataset(digits["x_ulb"]), [rec], train_iterations=2, amp=True
+        model,
+        TensorDataset(digits["x_ulb"]),
+        [rec],
+        train_iterations=2,
+        amp=True,
+        channels_last=True,
     )
     assert strategy.amp_dtype == torch.bfloat16 and strategy.scaler is None
     strategy.train(benchmark(digits).train_stream[0])
+    conv = model[1][0].weight  # (16, 8, 3, 3): the two layouts differ
+    assert conv.is_contiguous(memory_format=torch.channels_last)
     assert all(it["out"].dtype == torch.float32 for it in rec.iterations)
     assert all(torch.isfinite(torch.tensor(it["loss"])) for it in rec.iterations)
 
