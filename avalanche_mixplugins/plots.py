@@ -1,22 +1,38 @@
-"""Plot helpers (matplotlib, Agg backend: files only, no display needed).
+"""Plot helpers (matplotlib).
+
+New figures are ``matplotlib.figure.Figure`` objects, which need no display
+and leave the user's pyplot backend alone; pass ``ax=`` to draw into an
+existing figure, ``path=`` to write a PNG.
 
 * :func:`reliability_diagram`: accuracy and mean confidence per equal-width
   confidence bin (Niculescu-Mizil & Caruana, ICML 2005; Guo et al., ICML 2017),
   with the ECE of the same bins in the legend.
+* :func:`pair_score_heatmap`: GradMix's class-pair score matrix.
+* :func:`accuracy_matrix_heatmap`: accuracy on experience ``j`` after training
+  on experience ``i``.
+* :func:`accuracy_curves`: a metric after each experience, one line per method.
 """
 
 from __future__ import annotations
 
 import os
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torchmetrics.functional.classification import binary_calibration_error
 
-matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torchmetrics.functional.classification import binary_calibration_error  # noqa: E402
+def _axes(ax, figsize):
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
+
+
+def _save(fig, path) -> None:
+    if path is not None:
+        fig.savefig(os.fspath(path), format="png", dpi=120, bbox_inches="tight")
 
 
 def _as_probabilities(probs_or_logits) -> np.ndarray:
@@ -75,6 +91,32 @@ def reliability_diagram(
         correct = (probs.argmax(axis=1) == labels).astype(np.float64)
     else:
         conf = correct = np.zeros(0)
+    return reliability_diagram_from_confidence(
+        conf, correct, n_bins=n_bins, path=path, ax=ax, title=title
+    )
+
+
+def reliability_diagram_from_confidence(
+    confidence,
+    correct,
+    *,
+    n_bins: int = 15,
+    path: str | os.PathLike | None = None,
+    ax=None,
+    title: str | None = None,
+):
+    """:func:`reliability_diagram` from top-label confidences and correctness.
+
+    :param confidence: ``(N,)`` top-label probabilities.
+    :param correct: ``(N,)`` 1 where the top label is right, else 0.
+    """
+    if isinstance(n_bins, bool) or int(n_bins) != n_bins or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    n_bins = int(n_bins)
+    conf = np.asarray(confidence, dtype=np.float64).reshape(-1)
+    correct = np.asarray(correct, dtype=np.float64).reshape(-1)
+    if conf.shape != correct.shape:
+        raise ValueError(f"{conf.shape[0]} confidences but {correct.shape[0]} outcomes")
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     idx = np.clip(np.digitize(conf, edges[1:-1], right=False), 0, n_bins - 1)
     counts = np.bincount(idx, minlength=n_bins).astype(np.float64)
@@ -86,7 +128,7 @@ def reliability_diagram(
     # the legend's ECE comes from torchmetrics (top-label ECE is the binary
     # calibration error of (confidence, correct)); the bars above are only
     # for drawing (confidence 1.0 falls in the last bar)
-    if probs.shape[0]:
+    if conf.shape[0]:
         ece = float(
             binary_calibration_error(
                 torch.from_numpy(conf).float(),
@@ -97,10 +139,7 @@ def reliability_diagram(
     else:
         ece = float("nan")
 
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    else:
-        fig = ax.figure
+    fig, ax = _axes(ax, (4.5, 4.5))
     width = 1.0 / n_bins
     centers = edges[:-1] + width / 2
     ax.bar(
@@ -128,9 +167,126 @@ def reliability_diagram(
     ax.set_ylabel("accuracy")
     ax.set_title(title if title is not None else f"Reliability ({n_bins} bins)")
     ax.legend(loc="upper left", title=f"ECE = {ece:.4f}")
-    if path is not None:
-        fig.savefig(os.fspath(path), format="png", dpi=120, bbox_inches="tight")
+    _save(fig, path)
     return fig
 
 
-__all__ = ["reliability_diagram"]
+def _matrix(values) -> np.ndarray:
+    m = np.asarray(torch.as_tensor(values).detach().cpu().double())
+    if m.ndim != 2:
+        raise ValueError(f"expected a 2-D matrix, got shape {m.shape}")
+    return m
+
+
+def pair_score_heatmap(
+    scores,
+    *,
+    seen=None,
+    class_names=None,
+    path: str | os.PathLike | None = None,
+    ax=None,
+    title: str | None = None,
+):
+    """Heatmap of GradMix's ``C x C`` class-pair scores.
+
+    Positive (helpful) pairs are blue, negative (detrimental) red, on a scale
+    symmetric around 0; pairs never scored (``seen`` false) are left blank.
+
+    :param scores: ``(C, C)`` matrix, e.g. ``GradMixPlugin.pair_scores``.
+    :param seen: optional bool ``(C, C)``, e.g. ``GradMixPlugin.scored_pairs``.
+    :param class_names: optional labels of the axes.
+    :return: the matplotlib ``Figure``.
+    """
+    m = _matrix(scores)
+    if m.shape[0] != m.shape[1]:
+        raise ValueError(f"pair scores must be square, got shape {m.shape}")
+    if seen is not None:
+        mask = _matrix(seen) > 0
+        m = np.where(mask, m, np.nan)
+    fig, ax = _axes(ax, (5.2, 4.5))
+    lim = float(np.nanmax(np.abs(m))) if np.isfinite(m).any() else 1.0
+    image = ax.imshow(m, cmap="RdBu", vmin=-lim, vmax=lim)
+    fig.colorbar(image, ax=ax, label="mean <g_mix, g_buffer>")
+    ticks = np.arange(m.shape[0])
+    names = list(class_names) if class_names is not None else [str(i) for i in ticks]
+    ax.set_xticks(ticks, names, rotation=90 if class_names is not None else 0)
+    ax.set_yticks(ticks, names)
+    ax.set_xlabel("class")
+    ax.set_ylabel("class")
+    ax.set_title(title if title is not None else "GradMix class-pair scores")
+    _save(fig, path)
+    return fig
+
+
+def accuracy_matrix_heatmap(
+    matrix,
+    *,
+    path: str | os.PathLike | None = None,
+    ax=None,
+    title: str | None = None,
+):
+    """Heatmap of ``A[i, j]``: accuracy on experience ``j`` after training on ``i``."""
+    m = _matrix(matrix)
+    fig, ax = _axes(ax, (4.8, 4.2))
+    image = ax.imshow(m, cmap="viridis", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, label="accuracy")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            if np.isfinite(m[i, j]):
+                color = "white" if m[i, j] < 0.5 else "black"
+                ax.text(
+                    j,
+                    i,
+                    f"{m[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color=color,
+                )
+    ax.set_xlabel("evaluated on experience")
+    ax.set_ylabel("after training on experience")
+    ax.set_title(title if title is not None else "Accuracy matrix")
+    _save(fig, path)
+    return fig
+
+
+def accuracy_curves(
+    curves,
+    *,
+    path: str | os.PathLike | None = None,
+    ax=None,
+    ylabel: str = "average accuracy on seen experiences",
+    title: str | None = None,
+):
+    """One line per method of a metric after each experience, with a std band.
+
+    :param curves: mapping ``name -> (mean, std)`` of equal-length sequences
+        (``std`` may be ``None``).
+    """
+    if not curves:
+        raise ValueError("curves is empty: give at least one method")
+    fig, ax = _axes(ax, (5.5, 4.0))
+    for name, (mean, std) in curves.items():
+        mean = np.asarray(mean, dtype=float)
+        x = np.arange(1, len(mean) + 1)
+        ax.plot(x, mean, marker="o", label=name)
+        if std is not None:
+            std = np.asarray(std, dtype=float)
+            ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("experiences trained")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title if title is not None else "")
+    _save(fig, path)
+    return fig
+
+
+__all__ = [
+    "accuracy_curves",
+    "accuracy_matrix_heatmap",
+    "pair_score_heatmap",
+    "reliability_diagram",
+    "reliability_diagram_from_confidence",
+]

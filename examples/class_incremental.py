@@ -97,6 +97,21 @@ class IterationTimer(avalanche.core.SupervisedPlugin):
         self.times.append(time.perf_counter() - self._t0)
 
 
+@torch.no_grad()
+def final_predictions(strategy, bench, device):
+    """Top-label confidence and correctness of the final model on the test stream."""
+    model = strategy.model.eval()
+    conf, correct = [], []
+    for exp in bench.test_stream:
+        loader = torch.utils.data.DataLoader(exp.dataset.eval(), batch_size=512)
+        for x, y, *_ in loader:
+            p = torch.softmax(model(x.to(device)).float(), dim=1).cpu()
+            c, pred = p.max(dim=1)
+            conf += [round(float(v), 5) for v in c]
+            correct += (pred == y).int().tolist()
+    return conf, correct
+
+
 def run(args, seed):
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -169,7 +184,11 @@ def run(args, seed):
         for k, v in last.items()
         if k.split("_")[0] in ("ECE", "MCE", "NLL", "Brier")
     }
+    conf, correct = final_predictions(strategy, bench, args.device)
     result = {
+        "kind": "class_incremental",
+        "method": f"{args.strategy}+{args.aug}",
+        "setting": f"{args.benchmark} mem={args.mem_size} epochs={args.epochs}",
         "config": {k: v for k, v in vars(args).items() if k != "seeds"},
         "seed": seed,
         "versions": {
@@ -186,6 +205,7 @@ def run(args, seed):
         "wall_time_s": wall,
         "time_per_iteration_s": float(np.median(timer.times)) if timer.times else None,
         "iterations": len(timer.times),
+        "final_predictions": {"confidence": conf, "correct": correct},
     }
     if isinstance(plugin, GradMixPlugin):
         result["gradmix"] = {

@@ -1,0 +1,175 @@
+"""Turn JSON result files of the examples into a Markdown table and PNG plots.
+
+    python examples/compare.py results/*.json --output docs/results
+
+Results are grouped by setting (stream, buffer, label budget, ...) and by
+method; each table cell is mean +- std over seeds. Plots per setting:
+accuracy after each experience per method (class-incremental runs), the
+accuracy matrix of each method (first seed), GradMix's class-pair scores, and
+a reliability diagram per method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from avalanche_mixplugins.plots import (
+    accuracy_curves,
+    accuracy_matrix_heatmap,
+    pair_score_heatmap,
+    reliability_diagram_from_confidence,
+)
+
+COLUMNS = [
+    ("final_average_accuracy", "accuracy"),
+    ("average_forgetting", "forgetting"),
+    ("calibration.ECE", "ECE"),
+    ("calibration.MCE", "MCE"),
+    ("calibration.NLL", "NLL"),
+    ("calibration.Brier", "Brier"),
+    ("time_per_iteration_s", "s/iter"),
+]
+
+
+def _get(result: dict, key: str):
+    cur = result
+    for part in key.split("."):
+        if not isinstance(cur, dict):
+            return None
+        if part in cur:
+            cur = cur[part]
+            continue
+        # calibration keys carry a suffix (ECE_Stream, ...)
+        match = [k for k in cur if k.split("_")[0] == part]
+        if not match:
+            return None
+        cur = cur[match[0]]
+    return cur if isinstance(cur, (int, float)) else None
+
+
+def _cell(values: list[float]) -> str:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return "-"
+    mean = float(np.mean(values))
+    if len(values) == 1:
+        return f"{mean:.4f}"
+    return f"{mean:.4f} ± {float(np.std(values, ddof=1)):.4f}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+
+
+def load(paths: list[Path]) -> dict[str, dict[str, list[dict]]]:
+    groups: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for path in paths:
+        result = json.loads(Path(path).read_text())
+        if "method" not in result or "setting" not in result:
+            raise ValueError(
+                f"{path} is not a result file of the examples (no method/setting)"
+            )
+        groups[result["setting"]][result["method"]].append(result)
+    return groups
+
+
+def table(groups) -> str:
+    lines = []
+    for setting, methods in groups.items():
+        present = [
+            (k, name)
+            for k, name in COLUMNS
+            if any(_get(r, k) is not None for runs in methods.values() for r in runs)
+        ]
+        lines.append(f"### {setting}\n")
+        lines.append("| method | seeds | " + " | ".join(n for _, n in present) + " |")
+        lines.append("| --- | ---: | " + " | ".join("---:" for _ in present) + " |")
+        for method, runs in methods.items():
+            cells = [_cell([_get(r, k) for r in runs]) for k, _ in present]
+            lines.append(f"| {method} | {len(runs)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plots(groups, out: Path) -> list[Path]:
+    written = []
+    for setting, methods in groups.items():
+        slug = _slug(setting)
+        curves = {}
+        for method, runs in methods.items():
+            seq = [
+                r["average_accuracy_seen"]
+                for r in runs
+                if r.get("average_accuracy_seen")
+            ]
+            if seq:
+                arr = np.asarray(seq, dtype=float)
+                curves[method] = (arr.mean(0), arr.std(0) if len(seq) > 1 else None)
+        if curves:
+            path = out / f"{slug}_accuracy_curves.png"
+            accuracy_curves(curves, path=path, title=setting)
+            written.append(path)
+        for method, runs in methods.items():
+            first = runs[0]
+            mslug = f"{slug}_{_slug(method)}"
+            if first.get("accuracy_matrix"):
+                path = out / f"{mslug}_accuracy_matrix.png"
+                accuracy_matrix_heatmap(
+                    first["accuracy_matrix"], path=path, title=method
+                )
+                written.append(path)
+            if first.get("gradmix"):
+                path = out / f"{mslug}_pair_scores.png"
+                pair_score_heatmap(
+                    first["gradmix"]["pair_scores"],
+                    seen=first["gradmix"]["scored_pairs"],
+                    path=path,
+                    title=f"{method}: class-pair scores",
+                )
+                written.append(path)
+            preds = first.get("final_predictions")
+            if preds and preds.get("confidence"):
+                path = out / f"{mslug}_reliability.png"
+                reliability_diagram_from_confidence(
+                    preds["confidence"], preds["correct"], path=path, title=method
+                )
+                written.append(path)
+    return written
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "results",
+        nargs="+",
+        type=Path,
+        help="JSON result files written by the examples",
+    )
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=Path("comparison"),
+        help="directory for table.md and the PNGs (default: %(default)s)",
+    )
+    args = p.parse_args(argv)
+    groups = load(args.results)
+    args.output.mkdir(parents=True, exist_ok=True)
+    md = table(groups)
+    (args.output / "table.md").write_text(md)
+    written = plots(groups, args.output)
+    print(md)
+    print(f"wrote {args.output / 'table.md'} and {len(written)} plots to {args.output}")
+    return md, written
+
+
+if __name__ == "__main__":
+    main()
