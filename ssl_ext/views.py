@@ -25,9 +25,10 @@ correlated). Measured on this project's 2-core CPU machine with one intra-op
 thread, for 448 images of 32x32 (one ``mu * B`` unlabeled batch of USB):
 per sample (``group_size=1``) 0.11 s (1 channel) / 0.14 s (3 channels),
 groups of 8: 0.02 / 0.03 s; a WRN-28-2 step on the same batch takes seconds
-on CPU, so the choice hardly matters there. On a GPU, per-sample calls are
-bound by kernel launches (tens of small kernels per image), which is why the
-default groups 8 samples (56 independent draws per 448 images). Use
+on CPU, so the choice hardly matters there. On a GPU (not measured: none
+here) per-sample calls should be bound by kernel launches, tens of small
+kernels per image, which is why the default groups 8 samples (56 independent
+draws per 448 images). Use
 ``group_size=1`` for strictly per-sample RandAugment as in USB.
 """
 
