@@ -8,8 +8,19 @@ baselines, as Avalanche ``SupervisedPlugin`` s that compose with ``Naive`` +
     Augmentation in Class-Incremental Learning". arXiv:2505.08528 (KDD 2026).
 """
 
-from avalanche_mixplugins.plugins import CutMixPlugin, GradMixPlugin, MixingPlugin, MixupPlugin
+from avalanche_mixplugins.plugins import (
+    CutMixPlugin,
+    GradMixPlugin,
+    MixingPlugin,
+    MixupPlugin,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["CutMixPlugin", "GradMixPlugin", "MixingPlugin", "MixupPlugin", "__version__"]
+__all__ = [
+    "CutMixPlugin",
+    "GradMixPlugin",
+    "MixingPlugin",
+    "MixupPlugin",
+    "__version__",
+]

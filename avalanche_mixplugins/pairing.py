@@ -223,7 +223,8 @@ class GradientPairs(PairPolicy):
         """Sum and count of ``inner`` per unordered class pair (``C x C``, symmetric)."""
         c = self.num_classes
         a, b = y, y[partner]
-        w = valid.to(inner.dtype)
+        valid = valid & torch.isfinite(inner)  # never write NaN or inf into scores
+        w = valid.float()
         val = torch.nan_to_num(inner.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)
         sums = torch.zeros(c * c, device=inner.device)
         counts = torch.zeros(c * c, device=inner.device)

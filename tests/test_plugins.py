@@ -226,3 +226,73 @@ def test_timm_model_under_bfloat16_autocast(digits_benchmark):
     assert all(math.isfinite(v) for v in rec.losses)
     assert plugin.last_loss is not None and plugin.last_loss.dtype == torch.float32
     assert plugin.scored_pairs.any() and torch.isfinite(plugin.pair_scores).all()
+
+
+def _naive(model, plugin, mem=100):
+    return Naive(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+        train_mb_size=32,
+        device="cpu",
+        plugins=[ReplayPlugin(mem_size=mem), plugin],
+        evaluator=EvaluationPlugin(loggers=[]),
+    )
+
+
+def test_labels_outside_the_outputs_raise(digits_benchmark):
+    from nets import make_mlp as mlp
+
+    strategy = _naive(mlp(num_classes=2), GradMixPlugin(seed=0))
+    exp = next(
+        e
+        for e in digits_benchmark.train_stream
+        if max(e.classes_in_this_experience) >= 2
+    )
+    with pytest.raises(
+        (ValueError, IndexError), match="outside the model's 2 outputs|out of bounds"
+    ):
+        strategy.train(exp)
+
+
+def test_non_finite_mixed_loss_is_skipped_and_scores_stay_finite(digits_benchmark):
+    class NaNOnce(SupervisedPlugin):
+        """After the strategy's forward, puts NaN into one input of every third batch."""
+
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def after_forward(self, strategy, **kwargs):
+            self.n += 1
+            if self.n % 3 == 0:
+                x = strategy.mbatch[0].clone()
+                x[0] = float("nan")
+                strategy.mbatch[0] = x
+
+    model = make_mlp()
+    plugin = GradMixPlugin(seed=0)
+    strategy = Naive(
+        model=model,
+        optimizer=torch.optim.SGD(
+            model.parameters(), lr=0.0
+        ),  # NaN never reaches weights
+        train_mb_size=32,
+        device="cpu",
+        plugins=[ReplayPlugin(mem_size=100), NaNOnce(), plugin],
+        evaluator=EvaluationPlugin(loggers=[]),
+    )
+    with pytest.warns(RuntimeWarning, match="not finite"):
+        for exp in digits_benchmark.train_stream[:2]:
+            strategy.train(exp)
+    assert plugin.skipped_steps > 0
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert torch.isfinite(plugin.pair_scores).all() and plugin.scored_pairs.any()
+
+
+def test_integer_images_are_refused_with_a_hint():
+    from avalanche_mixplugins.mixing import mix_inputs
+
+    with pytest.raises(ValueError, match="ToDtype"):
+        mix_inputs(
+            torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.arange(4), torch.ones(4)
+        )

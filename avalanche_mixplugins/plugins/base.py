@@ -24,6 +24,7 @@ streams).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -139,12 +140,15 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         self._current_classes: list[int] = []
         self._seen_classes: set[int] = set()
         self._has_previous = False
+        self._check_labels = True
+        self._skipped = 0
 
     # -- which samples ------------------------------------------------------
     def before_training_exp(self, strategy: SupervisedTemplate, **kwargs):
         classes = sorted(int(c) for c in strategy.experience.classes_in_this_experience)
         self._current_classes = classes
         self._current = torch.tensor(classes, dtype=torch.long, device=strategy.device)
+        self._check_labels = True
         self._has_previous = bool(self._seen_classes - set(classes))
 
     def after_training_exp(self, strategy: SupervisedTemplate, **kwargs):
@@ -206,6 +210,16 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
             self.mix, x, partner, lam.to(x.device), generator=self.generator
         )
         logits = avalanche_forward(strategy.model, x_mix, t)
+        if self._check_labels:
+            # once per experience (one host sync): labels must index the outputs
+            self._check_labels = False
+            top = int(y.max())
+            if top >= logits.shape[1] or int(y.min()) < 0:
+                raise ValueError(
+                    f"label {top} is outside the model's {logits.shape[1]} outputs; "
+                    "give the model a head with one output per class of the stream "
+                    "(or use avalanche.models.IncrementalClassifier)"
+                )
         return MixedBatch(x, y, t, is_buffer, partner, active, lam_y, x_mix, logits)
 
     def before_backward(self, strategy: SupervisedTemplate, **kwargs):
@@ -224,8 +238,27 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         )
         w = self.sample_weights(strategy, batch)
         loss = (per_sample * w).sum() / w.sum().clamp_min(1.0)
+        # A non-finite mixed loss (NaN/inf in the inputs or logits) is left out
+        # of the step (one host sync, shared by every plugin); a zero-weighted
+        # NaN would still poison the gradients.
+        if not bool(torch.isfinite(loss)):
+            self._skipped += 1
+            if self._skipped == 1:
+                warnings.warn(
+                    f"{type(self).__name__}: the mixed loss is not finite (NaN or inf "
+                    "in the inputs or the logits); the mixed term is skipped for such "
+                    "steps (count in plugin.skipped_steps)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return
         self.last_loss = loss.detach()
         strategy.loss = strategy.loss + self.weight * loss
+
+    @property
+    def skipped_steps(self) -> int:
+        """Iterations whose mixed loss was not finite and was left out."""
+        return self._skipped
 
     # -- state ------------------------------------------------------------------
     def state_dict(self) -> dict:

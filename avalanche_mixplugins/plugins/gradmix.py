@@ -281,7 +281,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         self.policy.grow(batch.logits.shape[1], device=batch.y.device)
         inner = self.pair_inner_products(strategy, batch)
         has_buffer = batch.is_buffer.any()
-        valid = batch.active & has_buffer
+        valid = batch.active & has_buffer & torch.isfinite(inner)
         sums, counts = self.policy.batch_pair_sums(batch.y, batch.partner, inner, valid)
         _all_reduce_sum(sums, counts)
         self.policy.update(sums, counts)
