@@ -1,0 +1,146 @@
+"""Time per training iteration of ER, ER+Mixup and ER+GradMix (last, full).
+
+All variants run in one process on the example's model (SmallCNN) and data
+(split MNIST-5k), trained on the first experience once (untimed) so that the
+buffer holds previous classes, then timed on the second experience in
+interleaved rounds: round r runs K iterations of every variant, in a shuffled
+order, so drifts of the machine hit all variants alike. The table gives the
+median iteration time per variant and the ratios GradMix/Mixup and
+GradMix/ER.
+
+    python benchmarks/gradmix_overhead.py --rounds 7 --iterations 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+import warnings
+
+import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.training import Naive
+from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
+
+from avalanche_mixplugins import GradMixPlugin, MixupPlugin
+from avalanche_mixplugins.benchmarks import split_mnist5k
+from avalanche_mixplugins.models import SmallCNN
+
+
+class Timer(SupervisedPlugin):
+    """Records iteration times and stops an experience after ``limit`` iterations."""
+
+    def __init__(self):
+        super().__init__()
+        self.limit = None
+        self.times: list[float] = []
+        self._n = 0
+        self._t0 = 0.0
+
+    def before_training_exp(self, strategy, **kwargs):
+        self._n = 0
+
+    def before_training_iteration(self, strategy, **kwargs):
+        self._t0 = time.perf_counter()
+
+    def after_training_iteration(self, strategy, **kwargs):
+        if self.limit is None:
+            return
+        self.times.append(time.perf_counter() - self._t0)
+        self._n += 1
+        if self._n >= self.limit:
+            strategy.stop_training()
+
+
+VARIANTS = {
+    "ER": lambda: None,
+    "ER+Mixup": lambda: MixupPlugin(seed=0),
+    "ER+GradMix(last)": lambda: GradMixPlugin(seed=0),
+    "ER+GradMix(full)": lambda: GradMixPlugin(seed=0, grad_space="full"),
+}
+
+
+def main():
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=7,
+        help="interleaved rounds (default: %(default)s)",
+    )
+    p.add_argument(
+        "--iterations",
+        type=int,
+        default=20,
+        help="timed iterations per round (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="minibatch size (default: %(default)s)",
+    )
+    p.add_argument(
+        "--mem-size", type=int, default=500, help="buffer size (default: %(default)s)"
+    )
+    p.add_argument(
+        "--device", default="cpu", help="torch device (default: %(default)s)"
+    )
+    p.add_argument(
+        "--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS)
+    )
+    args = p.parse_args()
+    warnings.filterwarnings("ignore")
+    bench = split_mnist5k(n_experiences=5, seed=0)
+    strategies, timers = {}, {}
+    for name in args.variants:
+        torch.manual_seed(0)
+        model = SmallCNN(num_classes=10)
+        timer = Timer()
+        plugin = VARIANTS[name]()
+        strategy = Naive(
+            model=model,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+            train_mb_size=args.batch_size,
+            train_epochs=1,
+            device=args.device,
+            plugins=[
+                ReplayPlugin(mem_size=args.mem_size),
+                *([plugin] if plugin else []),
+                timer,
+            ],
+            evaluator=EvaluationPlugin(loggers=[]),
+        )
+        strategy.train(bench.train_stream[0])
+        timer.limit = args.iterations
+        strategy.train(bench.train_stream[1])  # warm-up round, discarded
+        timer.times.clear()
+        strategies[name], timers[name] = strategy, timer
+    order = list(args.variants)
+    rng = random.Random(0)
+    for _ in range(args.rounds):
+        rng.shuffle(order)
+        for name in order:
+            strategies[name].train(bench.train_stream[1])
+    med = {n: statistics.median(timers[n].times) for n in args.variants}
+    print(
+        f"threads={torch.get_num_threads()} batch={args.batch_size}+replay "
+        f"rounds={args.rounds} iterations/round={args.iterations} device={args.device}"
+    )
+    print("| variant | median ms/iter | iterations |")
+    print("| --- | ---: | ---: |")
+    for n in args.variants:
+        print(f"| {n} | {1000 * med[n]:.2f} | {len(timers[n].times)} |")
+    for g in ("ER+GradMix(last)", "ER+GradMix(full)"):
+        if g in med and "ER+Mixup" in med and "ER" in med:
+            print(
+                f"{g}: {med[g] / med['ER+Mixup']:.3f}x Mixup, {med[g] / med['ER']:.3f}x ER"
+            )
+
+
+if __name__ == "__main__":
+    main()
