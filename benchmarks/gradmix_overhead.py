@@ -93,7 +93,14 @@ def main():
     p.add_argument(
         "--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS)
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default: %(default)s)",
+    )
     args = p.parse_args()
+    torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     bench = split_mnist5k(n_experiences=5, seed=0)
     strategies, timers = {}, {}

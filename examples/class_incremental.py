@@ -328,6 +328,13 @@ def parser():
         default="results",
         help="where JSON results go (default: %(default)s)",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice); 1 avoids oversubscription "
+        "when several runs share the cores",
+    )
     p.add_argument("--csv", action="store_true", help="also write Avalanche CSV logs")
     p.add_argument(
         "--tensorboard", action="store_true", help="also write TensorBoard logs"
@@ -338,6 +345,8 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     return [run(args, seed) for seed in args.seeds]
 
