@@ -211,7 +211,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
     # -- policy ------------------------------------------------------------------
     def select_pairs(self, strategy, y, is_buffer):
         if not self._has_previous:
-            if self.no_buffer == "none":
+            if self.no_buffer == "none" or self.policy.pairing == "buffer_current":
                 return None
             allowed = allowed_pairs(is_buffer, self.policy.pairing)
             return draw_partners(allowed, generator=self.generator)
