@@ -296,3 +296,44 @@ def test_integer_images_are_refused_with_a_hint():
         mix_inputs(
             torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.arange(4), torch.ones(4)
         )
+
+
+def test_helpful_fraction_reaches_avalanche_loggers(digits_benchmark, tmp_path, capsys):
+    from avalanche.logging import InteractiveLogger, TensorboardLogger
+
+    from avalanche_mixplugins.plots import pair_score_heatmap
+
+    model = make_mlp()
+    plugin = GradMixPlugin(seed=0)
+    evaluator = EvaluationPlugin(
+        accuracy_metrics(stream=True),
+        loggers=[
+            InteractiveLogger(),
+            TensorboardLogger(tb_log_dir=str(tmp_path / "tb")),
+        ],
+    )
+    strategy = Naive(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+        train_mb_size=32,
+        device="cpu",
+        plugins=[ReplayPlugin(mem_size=100), plugin],
+        evaluator=evaluator,
+    )
+    for exp in digits_benchmark.train_stream[:2]:
+        strategy.train(exp)
+    name = "GradMix_HelpfulPairs/train_phase/train_stream"
+    value = evaluator.get_last_metrics()[name]
+    assert value == plugin.helpful_fraction() and 0.0 <= value <= 1.0
+    assert name in capsys.readouterr().out  # printed by the InteractiveLogger
+    assert any((tmp_path / "tb").rglob("events.out.tfevents*"))
+    assert (
+        len(plugin.history) == 2
+        and plugin.history[0]["helpful_fraction"]
+        != plugin.history[0]["helpful_fraction"]
+    )  # NaN: no buffer yet
+    pairs = plugin.helpful_pairs()
+    assert pairs and all(a <= b and s > 0 for a, b, s in pairs)
+    png = tmp_path / "scores.png"
+    pair_score_heatmap(plugin.pair_scores, seen=plugin.scored_pairs, path=png)
+    assert png.stat().st_size > 1000

@@ -183,6 +183,22 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
             self._capture.clear()
             self._capture.enabled = False
 
+    def after_training_epoch(self, strategy: SupervisedTemplate, **kwargs):
+        # Published before the evaluator's own after_training_epoch, which hands
+        # it to every logger (printed by the InteractiveLogger with the epoch's
+        # metrics, written by TensorBoard/CSV-style loggers).
+        frac = self.helpful_fraction()
+        evaluator = getattr(strategy, "evaluator", None)
+        if evaluator is not None and frac == frac:  # not NaN
+            evaluator.publish_metric_value(
+                MetricValue(
+                    self,
+                    "GradMix_HelpfulPairs/train_phase/train_stream",
+                    frac,
+                    strategy.clock.train_iterations,
+                )
+            )
+
     def after_training_exp(self, strategy: SupervisedTemplate, **kwargs):
         if self._capture is not None:
             self._capture.remove()
@@ -196,16 +212,6 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
                 "scores": self.pair_scores,
             }
         )
-        evaluator = getattr(strategy, "evaluator", None)
-        if evaluator is not None and frac == frac:  # not NaN
-            evaluator.publish_metric_value(
-                MetricValue(
-                    self,
-                    "GradMix_HelpfulPairs/train_phase/train_stream",
-                    frac,
-                    strategy.clock.train_iterations,
-                )
-            )
         super().after_training_exp(strategy, **kwargs)
 
     # -- policy ------------------------------------------------------------------
