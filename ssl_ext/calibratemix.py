@@ -1,0 +1,299 @@
+"""CalibrateMix maths: easy/hard split, dissimilar pairing, mixed loss (pure).
+
+Rahman, Mohan, Sosea, Caragea. "CalibrateMix: Guided-Mixup Calibration of
+Image Semi-Supervised Models". arXiv:2511.12964 (AAAI 2026, "On the
+Calibration of Image Semi-Supervised Learning Models").
+https://arxiv.org/abs/2511.12964
+
+Per training iteration, with a labeled batch of ``B`` samples scored by their
+AUM (:class:`~ssl_ext.dynamics.AUMTracker`) and an unlabeled batch of ``U``
+samples scored by their APM at the pseudo-label
+(:class:`~ssl_ext.dynamics.APMTracker`):
+
+1. :func:`median_split`: in each batch, the lower half of the scores is
+   *hard*, the upper half *easy*;
+2. :func:`dissimilar_partners`: every labeled-easy sample is paired with an
+   unlabeled-hard one and every labeled-hard sample with an unlabeled-easy
+   one, drawn uniformly among the ``k`` candidates whose flattened input is
+   least cosine-similar to it; one ``B x U`` similarity matrix for the whole
+   batch (cross-group entries masked), no Python loop over samples; each
+   labeled sample is used once, unlabeled partners may repeat;
+3. :func:`make_mixed_batch`: ``x~ = lam x_labeled + (1 - lam) x_unlabeled_weak``
+   with one ``lam ~ Beta(alpha, alpha)`` per mix group (``alpha = 0.4``);
+4. :func:`calibratemix_loss`: ``lam L(z~, onehot(y)) + (1 - lam)
+   L(z~, onehot(y_hat))`` with ``L`` the sigmoid binary cross-entropy
+   averaged over classes (the release) or the softmax cross-entropy, averaged
+   within each mix group and summed over the two groups
+   (``L_mix1 + L_mix2``).
+
+The Avalanche glue (warm-up, the trackers, the ``fast`` and ``faithful``
+modes) is :class:`ssl_ext.calibratemix_plugin.CalibrateMixPlugin`. Nothing
+here imports Avalanche. Shapes: inputs ``(N, ...)``, scores ``(N,)``; every
+index tensor is long on the inputs' device.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from avalanche_mixplugins.mixing import check_alpha, mix_inputs, one_hot, sample_lambda
+
+MIX_LOSSES = ("bce", "ce")
+DEFAULT_ALPHA = 0.4
+DEFAULT_K_FRACTION = 0.05
+
+
+class MixedBatch(NamedTuple):
+    """The mixed samples of one iteration (both mix groups, mix 1 first).
+
+    :param x: mixed inputs ``(B, ...)``.
+    :param labeled: position in the labeled batch of each mixed sample's
+        labeled side, ``(B,)`` (labeled-easy first, then labeled-hard).
+    :param partner: position in the unlabeled batch of its unlabeled side.
+    :param lam: ``(B,)`` weight of the labeled side (one value per group).
+    :param group: ``(B,)`` 0 for mix 1 (labeled-easy with unlabeled-hard),
+        1 for mix 2 (labeled-hard with unlabeled-easy).
+    """
+
+    x: Tensor
+    labeled: Tensor
+    partner: Tensor
+    lam: Tensor
+    group: Tensor
+
+
+def check_k_fraction(k_fraction: float) -> float:
+    """Return ``k_fraction`` as a float in ``(0, 1]`` or raise ``ValueError``."""
+    try:
+        value = float(k_fraction)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"k_fraction must be a number in (0, 1], got {k_fraction!r}"
+        ) from err
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"k_fraction must be in (0, 1], got {value}")
+    return value
+
+
+def num_candidates(num_unlabeled: int, k_fraction: float) -> int:
+    """``k``: ``round(k_fraction * U)``, at least 1 and at most the smaller half.
+
+    The release uses 15 of 224 unlabeled samples (about 5%).
+    """
+    k_fraction = check_k_fraction(k_fraction)
+    if num_unlabeled < 2:
+        raise ValueError(f"need at least 2 unlabeled samples, got {num_unlabeled}")
+    return int(min(max(1, round(k_fraction * num_unlabeled)), num_unlabeled // 2))
+
+
+def median_split(scores: Tensor) -> tuple[Tensor, Tensor]:
+    """Split a batch by the median of its scores.
+
+    The ``N // 2`` samples with the lowest scores are *hard*, the others
+    *easy* (ties are broken by position: a stable sort).
+
+    :param scores: ``(N,)`` float scores (AUM or APM), ``N >= 2``.
+    :return: ``(easy, hard)`` long index tensors of sizes ``N - N // 2`` and
+        ``N // 2``, each in ascending score order.
+    """
+    if not isinstance(scores, Tensor) or scores.dim() != 1 or scores.shape[0] < 2:
+        shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores)
+        raise ValueError(f"expected scores of shape (N,) with N >= 2, got {shape}")
+    order = torch.sort(scores.detach(), stable=True).indices
+    half = scores.shape[0] // 2
+    return order[half:], order[:half]
+
+
+def cosine_similarity_matrix(a: Tensor, b: Tensor) -> Tensor:
+    """``(N, M)`` cosine similarities of the flattened rows of ``a`` and ``b``."""
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(
+            f"inputs must have the same sample shape, got {tuple(a.shape[1:])} and "
+            f"{tuple(b.shape[1:])}"
+        )
+    fa = F.normalize(a.detach().flatten(1).float(), dim=1)
+    fb = F.normalize(b.detach().flatten(1).float(), dim=1)
+    return fa @ fb.T
+
+
+def least_similar(similarity: Tensor, allowed: Tensor, k: int) -> Tensor:
+    """The ``k`` allowed columns of least similarity for every row, ``(N, k)``.
+
+    :param similarity: ``(N, M)`` similarities.
+    :param allowed: bool ``(N, M)``; each row must allow at least ``k`` columns.
+    :param k: candidates per row.
+    """
+    if similarity.shape != allowed.shape:
+        raise ValueError(
+            f"allowed has shape {tuple(allowed.shape)}, expected {tuple(similarity.shape)}"
+        )
+    if not 1 <= k <= similarity.shape[1]:
+        raise ValueError(f"k must be in [1, {similarity.shape[1]}], got {k}")
+    masked = torch.where(allowed, similarity, torch.inf)
+    return masked.topk(k, dim=1, largest=False).indices
+
+
+def dissimilar_partners(
+    x_labeled: Tensor,
+    x_unlabeled: Tensor,
+    labeled_easy: Tensor,
+    unlabeled_easy: Tensor,
+    *,
+    k: int,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Pair every labeled sample with a dissimilar unlabeled one of the other kind.
+
+    A labeled-easy sample gets an unlabeled-hard partner, a labeled-hard one
+    an unlabeled-easy partner, drawn uniformly among the ``k`` least
+    cosine-similar candidates (one ``(B, U)`` similarity matrix, the other
+    kind masked out).
+
+    :param x_labeled: ``(B, ...)`` labeled inputs.
+    :param x_unlabeled: ``(U, ...)`` unlabeled (weak-view) inputs.
+    :param labeled_easy: bool ``(B,)``: the labeled sample is easy.
+    :param unlabeled_easy: bool ``(U,)``: the unlabeled sample is easy; each
+        kind must hold at least ``k`` samples.
+    :param k: candidates per labeled sample.
+    :param generator: optional CPU generator of the uniform draw.
+    :return: ``(partner, candidates)``: long ``(B,)`` position of each
+        labeled sample's partner in the unlabeled batch, and the ``(B, k)``
+        candidates it was drawn from.
+    """
+    b = x_labeled.shape[0]
+    if labeled_easy.shape != (b,) or unlabeled_easy.shape != x_unlabeled.shape[:1]:
+        raise ValueError(
+            "labeled_easy and unlabeled_easy must be bool masks of shapes "
+            f"({b},) and ({x_unlabeled.shape[0]},), got {tuple(labeled_easy.shape)} "
+            f"and {tuple(unlabeled_easy.shape)}"
+        )
+    sim = cosine_similarity_matrix(x_labeled, x_unlabeled)
+    allowed = labeled_easy[:, None] != unlabeled_easy[None, :]
+    candidates = least_similar(sim, allowed, k)
+    pick = torch.randint(k, (b, 1), generator=generator).to(candidates.device)
+    return candidates.gather(1, pick).squeeze(1), candidates
+
+
+def make_mixed_batch(
+    x_labeled: Tensor,
+    x_unlabeled: Tensor,
+    labeled_scores: Tensor,
+    unlabeled_scores: Tensor,
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    k_fraction: float = DEFAULT_K_FRACTION,
+    generator: torch.Generator | None = None,
+) -> MixedBatch:
+    """Split, pair and mix one iteration's batches (steps 1-3 of the module doc).
+
+    :param x_labeled: ``(B, ...)`` labeled (weak-view) inputs, ``B >= 2``.
+    :param x_unlabeled: ``(U, ...)`` unlabeled weak views, ``U >= 2``.
+    :param labeled_scores: ``(B,)`` AUM of the labeled samples.
+    :param unlabeled_scores: ``(U,)`` APM of the unlabeled samples at their
+        pseudo-labels.
+    :param alpha: ``Beta(alpha, alpha)`` of the two mixing coefficients (0.4).
+    :param k_fraction: ``k`` as a fraction of ``U`` (0.05), see
+        :func:`num_candidates`.
+    :param generator: optional CPU generator (lambdas and partner draws).
+    """
+    alpha = check_alpha(alpha)
+    b, u = x_labeled.shape[0], x_unlabeled.shape[0]
+    if labeled_scores.shape != (b,) or unlabeled_scores.shape != (u,):
+        raise ValueError(
+            f"scores must have shapes ({b},) and ({u},), got "
+            f"{tuple(labeled_scores.shape)} and {tuple(unlabeled_scores.shape)}"
+        )
+    k = num_candidates(u, k_fraction)
+    device = x_labeled.device
+    lab_easy, lab_hard = median_split(labeled_scores)
+    ulb_easy_idx, _ = median_split(unlabeled_scores)
+    labeled = torch.cat([lab_easy, lab_hard])
+    lab_is_easy = torch.zeros(b, dtype=torch.bool, device=device)
+    lab_is_easy[lab_easy] = True
+    ulb_is_easy = torch.zeros(u, dtype=torch.bool, device=device)
+    ulb_is_easy[ulb_easy_idx.to(device)] = True
+    partner, _ = dissimilar_partners(
+        x_labeled[labeled],
+        x_unlabeled,
+        lab_is_easy[labeled],
+        ulb_is_easy,
+        k=k,
+        generator=generator,
+    )
+    group = torch.cat(
+        [
+            torch.zeros(lab_easy.shape[0], dtype=torch.long, device=device),
+            torch.ones(lab_hard.shape[0], dtype=torch.long, device=device),
+        ]
+    )
+    lam = sample_lambda(alpha, 2, generator=generator).to(device)[group]
+    # mix_inputs mixes rows of one tensor: put each labeled side and its
+    # unlabeled partner in one (2B, ...) tensor and keep the first B rows
+    pool = torch.cat([x_labeled[labeled], x_unlabeled[partner]])
+    rows = torch.arange(b, device=device)
+    mixed = mix_inputs(pool, torch.cat([rows + b, rows]), torch.cat([lam, lam]))[:b]
+    return MixedBatch(mixed, labeled, partner, lam, group)
+
+
+def calibratemix_loss(
+    logits: Tensor,
+    labels: Tensor,
+    pseudo_labels: Tensor,
+    lam: Tensor,
+    group: Tensor,
+    *,
+    loss: str = "bce",
+) -> Tensor:
+    """``L_mix1 + L_mix2`` of the mixed samples (step 4 of the module doc).
+
+    Per sample ``lam L(z, onehot(y)) + (1 - lam) L(z, onehot(y_hat))``: both
+    losses are linear in the target, so this is ``L`` against the mixed
+    target ``lam onehot(y) + (1 - lam) onehot(y_hat)``; averaged within each
+    group and summed over the groups.
+
+    :param logits: ``(B, C)`` logits of the mixed inputs.
+    :param labels: ``(B,)`` labels of their labeled sides.
+    :param pseudo_labels: ``(B,)`` hard pseudo-labels of their unlabeled sides.
+    :param lam: ``(B,)`` weights of the labeled sides.
+    :param group: ``(B,)`` mix group of each sample (0 or 1).
+    :param loss: ``"bce"`` (sigmoid binary cross-entropy averaged over
+        classes, as released) or ``"ce"`` (softmax cross-entropy).
+    """
+    if loss not in MIX_LOSSES:
+        raise ValueError(f"loss must be one of {MIX_LOSSES}, got {loss!r}")
+    if logits.dim() != 2:
+        raise ValueError(f"expected logits of shape (B, C), got {tuple(logits.shape)}")
+    n, c = logits.shape
+    for name, t in (("labels", labels), ("pseudo_labels", pseudo_labels), ("lam", lam)):
+        if t.shape != (n,):
+            raise ValueError(f"{name} must have shape ({n},), got {tuple(t.shape)}")
+    z = logits.float()
+    lam_b = lam.to(z).view(-1, 1)
+    target = lam_b * one_hot(labels, c) + (1.0 - lam_b) * one_hot(pseudo_labels, c)
+    if loss == "bce":
+        per_sample = F.binary_cross_entropy_with_logits(z, target, reduction="none")
+        per_sample = per_sample.mean(dim=1)
+    else:
+        per_sample = -(target * F.log_softmax(z, dim=1)).sum(dim=1)
+    sizes = torch.bincount(group, minlength=2).to(z)
+    return (per_sample / sizes[group].clamp_min(1.0)).sum()
+
+
+__all__ = [
+    "DEFAULT_ALPHA",
+    "DEFAULT_K_FRACTION",
+    "MIX_LOSSES",
+    "MixedBatch",
+    "calibratemix_loss",
+    "check_k_fraction",
+    "cosine_similarity_matrix",
+    "dissimilar_partners",
+    "least_similar",
+    "make_mixed_batch",
+    "median_split",
+    "num_candidates",
+]
