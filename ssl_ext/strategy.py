@@ -95,7 +95,7 @@ from avalanche.training.plugins.evaluation import default_evaluator
 from avalanche.training.templates import SupervisedTemplate
 from timm.utils import ModelEmaV3
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ssl_ext.algorithms import (
     ALGORITHMS,
@@ -195,38 +195,141 @@ def _set_experience_dataset(experience, dataset) -> None:
         experience._dataset = dataset
 
 
-class _IterationLoader:
-    """Iterate a loader cyclically for exactly ``n`` batches (has ``__len__``)."""
+def _fast_forward(loader, position: dict) -> tuple[Iterator, int]:
+    """Re-open ``loader``'s pass with the global RNG state it began with and
+    skip the batches already drawn; the global RNG state is left unchanged."""
+    current = torch.get_rng_state()
+    torch.set_rng_state(position["pass_rng"])
+    try:
+        iterator = iter(loader)
+        for _ in range(position["in_pass"]):
+            next(iterator)
+    finally:
+        torch.set_rng_state(current)
+    return iterator, position["in_pass"]
 
-    def __init__(self, loader, n: int):
+
+class _IterationLoader:
+    """Iterate a loader cyclically for exactly ``n`` batches (has ``__len__``).
+
+    It records where it is (:meth:`position`: batches done, the global RNG
+    state when the current pass over ``loader`` began, batches drawn in that
+    pass), and, given such a ``resume`` position and the global RNG state
+    ``rng`` of the interrupted run, continues exactly where that run stopped.
+    """
+
+    def __init__(self, loader, n: int, resume: dict | None = None):
         self.loader = loader
         self.n = n
+        self.done = 0
+        self.pass_rng: Tensor | None = None
+        self.in_pass = 0
+        self._resume = resume
 
     def __len__(self) -> int:
         return self.n
 
+    def position(self) -> dict:
+        return {"done": self.done, "pass_rng": self.pass_rng, "in_pass": self.in_pass}
+
+    def _open(self) -> Iterator:
+        self.pass_rng = torch.get_rng_state()
+        self.in_pass = 0
+        return iter(self.loader)
+
     def __iter__(self) -> Iterator:
-        done = 0
-        while done < self.n:
-            empty = True
-            for batch in self.loader:
-                empty = False
-                yield batch
-                done += 1
-                if done >= self.n:
-                    return
-            if empty:
-                raise RuntimeError("the labeled data loader is empty")
-
-
-def _cycle(loader) -> Iterator:
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
+        resume, self._resume = self._resume, None
+        self.done = 0
+        iterator = None
+        if resume is not None:
+            self.done = int(resume["labeled"]["done"])
+            if resume["labeled"]["pass_rng"] is not None:
+                iterator, self.in_pass = _fast_forward(self.loader, resume["labeled"])
+                self.pass_rng = resume["labeled"]["pass_rng"]
+            torch.set_rng_state(resume["rng"])
+        while self.done < self.n:
+            if iterator is None:
+                iterator = self._open()
+            batch = next(iterator, None)
+            if batch is None:
+                if self.in_pass == 0:
+                    raise RuntimeError("the labeled data loader is empty")
+                iterator = None
+                continue
+            self.in_pass += 1
+            self.done += 1
             yield batch
-        if empty:
-            raise RuntimeError("the unlabeled data loader is empty")
+
+
+class _CyclingIterator:
+    """Draw batches from ``loader`` forever, pass after pass (a
+    ``DistributedSampler`` gets ``set_epoch`` per pass); records its
+    :meth:`position` and resumes from one like :class:`_IterationLoader`."""
+
+    def __init__(self, loader, resume: dict | None = None):
+        self.loader = loader
+        self.epoch = -1
+        self.pass_rng: Tensor | None = None
+        self.in_pass = 0
+        self._iterator: Iterator | None = None
+        self._resume = resume
+
+    def position(self) -> dict:
+        return {"epoch": self.epoch, "pass_rng": self.pass_rng, "in_pass": self.in_pass}
+
+    def _open(self) -> None:
+        self.epoch += 1
+        sampler = getattr(self.loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.epoch)
+        self.pass_rng = torch.get_rng_state()
+        self.in_pass = 0
+        self._iterator = iter(self.loader)
+
+    def __iter__(self) -> Iterator:
+        return self
+
+    def __next__(self):
+        resume, self._resume = self._resume, None
+        if resume is not None and resume["pass_rng"] is not None:
+            self.epoch = int(resume["epoch"])
+            sampler = getattr(self.loader, "sampler", None)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(self.epoch)
+            self._iterator, self.in_pass = _fast_forward(self.loader, resume)
+            self.pass_rng = resume["pass_rng"]
+        for _ in range(2):
+            if self._iterator is None:
+                self._open()
+            batch = next(self._iterator, None)
+            if batch is not None:
+                self.in_pass += 1
+                return batch
+            self._iterator = None
+        raise RuntimeError("the unlabeled data loader is empty")
+
+
+def _world() -> tuple[int, int]:
+    """``(rank, world_size)`` of a running ``torch.distributed`` group, else ``(0, 1)``."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_gather_rows(x: Tensor) -> tuple[Tensor, list[int]]:
+    """Concatenate ``x`` (first dimension may differ) from every rank, in rank order."""
+    dist = torch.distributed
+    _, world = _world()
+    n = torch.tensor([x.shape[0]], device=x.device)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(sizes, n)
+    sizes = [int(s) for s in sizes]
+    padded = x.new_zeros((max(sizes), *x.shape[1:]))
+    padded[: x.shape[0]] = x
+    parts = [torch.zeros_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:s] for p, s in zip(parts, sizes)]), sizes
 
 
 class SemiSupervisedStrategy(SupervisedTemplate):
@@ -380,7 +483,9 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         self._next_sample_id = 0
         self._train_id_pos: int | None = None
         self._eval_id_pos: int | None = None
-        self._ulb_iter: Iterator | None = None
+        self._ulb_iter: _CyclingIterator | None = None
+        self._resume_position: dict | None = None
+        self._pending_labeler: dict | None = None
         self._reset_iteration_state()
 
     # ------------------------------------------------------------------ setup
@@ -472,16 +577,57 @@ class SemiSupervisedStrategy(SupervisedTemplate):
                 self.pseudo_labeler = make_pseudo_labeler(
                     self.algorithm, num_unlabeled=len(dataset), **self.algorithm_kwargs
                 )
+                pending, self._pending_labeler = self._pending_labeler, None
+                if pending is not None and pending["key"] == self._unlabeled_key():
+                    self.pseudo_labeler.load_state_dict(pending["state"])
         batch = self.mu * self.train_mb_size
+        rank, world = _world()
+        indexed = IndexedDataset(dataset)
+        sampler = None
+        if world > 1:
+            # each rank draws its own share of the unlabeled data
+            seed = torch.randint(0, 2**31 - 1, (1,))
+            torch.distributed.broadcast(seed, src=0)
+            sampler = DistributedSampler(
+                indexed, num_replicas=world, rank=rank, shuffle=True, seed=int(seed)
+            )
+        n_local = len(dataset) if sampler is None else len(sampler)
         loader = DataLoader(
-            IndexedDataset(dataset),
+            indexed,
             batch_size=batch,
-            shuffle=True,
-            drop_last=len(dataset) >= batch,
+            shuffle=sampler is None,
+            sampler=sampler,
+            drop_last=n_local >= batch,
             num_workers=num_workers,
             pin_memory=self.device.type == "cuda" if pin_memory is None else pin_memory,
         )
-        self._ulb_iter = _cycle(loader)
+        resume = self._resume_for(self.experience)
+        self._ulb_iter = _CyclingIterator(
+            loader, resume=None if resume is None else resume["unlabeled"]
+        )
+
+    def _unlabeled_key(self) -> int | None:
+        """Which unlabeled dataset the pseudo-labeller's statistics belong to:
+        the position in a list of datasets, 0 for a single dataset, the
+        experience for a callable."""
+        source = self.unlabeled
+        if isinstance(source, Dataset):
+            return 0
+        if isinstance(source, list | tuple):
+            for i, d in enumerate(source):
+                if d is self.unlabeled_dataset:
+                    return i
+            return None
+        return None if self.experience is None else self.experience.current_experience
+
+    def _resume_for(self, experience) -> dict | None:
+        """The saved mid-experience position, if it is this experience's."""
+        pos = self._resume_position
+        if pos is None or experience is None:
+            return None
+        if pos["experience"] != experience.current_experience:
+            return None
+        return pos
 
     def make_eval_dataloader(self, **kwargs):
         super().make_eval_dataloader(**kwargs)
@@ -529,11 +675,20 @@ class SemiSupervisedStrategy(SupervisedTemplate):
             self.ema.module.load_state_dict(merged)
 
     def _before_training_epoch(self, **kwargs):
+        resume = self._resume_for(self.experience)
+        self._resume_position = None
         if self.train_iterations is not None and not isinstance(
             self.dataloader, _IterationLoader
         ):
-            self.dataloader = _IterationLoader(self.dataloader, self.train_iterations)
+            self.dataloader = _IterationLoader(
+                self.dataloader, self.train_iterations, resume=resume
+            )
         super()._before_training_epoch(**kwargs)
+        if resume is not None:
+            # the clock reset its per-experience counters: put back the done part
+            done = int(resume["labeled"]["done"])
+            self.clock.train_exp_iterations = done
+            self.clock.train_epoch_iterations = done
 
     # -------------------------------------------------------------- minibatch
     def _unpack_minibatch(self):
@@ -599,8 +754,23 @@ class SemiSupervisedStrategy(SupervisedTemplate):
     def pseudo_label(
         self, logits_weak: Tensor, index: Tensor | None = None, *, update: bool = True
     ) -> PseudoLabels:
-        """Pseudo-labels and weights of unlabeled weak-view logits (detached)."""
-        return self.pseudo_labeler(logits_weak.detach(), index=index, update=update)
+        """Pseudo-labels and weights of unlabeled weak-view logits (detached).
+
+        Under ``torch.distributed`` an updating call gathers every rank's
+        logits and indices first, so the statistics (SoftMatch's, FlexMatch's
+        thresholds, distribution alignment) see every rank's samples and stay
+        identical on all ranks; the rows of this rank are returned.
+        """
+        logits = logits_weak.detach()
+        rank, world = _world()
+        if not update or world == 1:
+            return self.pseudo_labeler(logits, index=index, update=update)
+        all_logits, sizes = _all_gather_rows(logits.float())
+        all_index = None if index is None else _all_gather_rows(index)[0]
+        out = self.pseudo_labeler(all_logits, index=all_index, update=True)
+        start = sum(sizes[:rank])
+        rows = slice(start, start + sizes[rank])
+        return PseudoLabels(out.targets[rows], out.weights[rows], out.probs[rows])
 
     def ssl_loss(
         self,
@@ -674,26 +844,62 @@ class SemiSupervisedStrategy(SupervisedTemplate):
 
     # ------------------------------------------------------------ checkpoints
     def ssl_state_dict(self) -> dict:
-        """Statistics of the pseudo-labeller, EMA teacher and AMP scaler."""
+        """Statistics of the pseudo-labeller, EMA teacher and AMP scaler, and,
+        during a training iteration with ``train_iterations``, the position in
+        the experience (see :meth:`training_position`)."""
         return {
             "pseudo_labeler": None
             if self.pseudo_labeler is None
             else copy.deepcopy(self.pseudo_labeler.state_dict()),
+            "unlabeled_key": self._unlabeled_key(),
             "ema": None if self.ema is None else self.ema.state_dict(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "next_sample_id": self._next_sample_id,
+            "position": self.training_position(),
+        }
+
+    def training_position(self) -> dict | None:
+        """Where training is inside the current experience, or ``None``.
+
+        Defined while training with ``train_iterations`` (call it after an
+        iteration, e.g. from ``after_training_iteration``): the experience,
+        iterations done, the labeled and unlabeled loaders' positions (global
+        RNG state when their current pass began, batches drawn in it) and the
+        global torch RNG state. :meth:`load_ssl_state_dict` with it makes the
+        next ``train()`` of that experience continue with the next iteration.
+        """
+        if not (
+            self.is_training
+            and isinstance(self.dataloader, _IterationLoader)
+            and self._ulb_iter is not None
+        ):
+            return None
+        return {
+            "experience": int(self.experience.current_experience),
+            "iteration": self.dataloader.done,
+            "labeled": self.dataloader.position(),
+            "unlabeled": self._ulb_iter.position(),
+            "rng": torch.get_rng_state(),
         }
 
     def load_ssl_state_dict(self, state: dict) -> None:
         """Restore :meth:`ssl_state_dict` (call after the first experience's setup
         for the EMA, which is created from the model)."""
         if state.get("pseudo_labeler") is not None:
-            if self.pseudo_labeler is None:
+            if isinstance(self.algorithm, str) and self.unlabeled_dataset is None:
+                # a named algorithm is built with the first unlabeled dataset:
+                # the statistics are loaded then, if they belong to that dataset
+                self._pending_labeler = {
+                    "state": state["pseudo_labeler"],
+                    "key": state.get("unlabeled_key"),
+                }
+            elif self.pseudo_labeler is None:
                 warnings.warn(
                     "no pseudo-labeller yet: its state was not restored", stacklevel=2
                 )
             else:
                 self.pseudo_labeler.load_state_dict(state["pseudo_labeler"])
+        self._resume_position = state.get("position")
         if state.get("ema") is not None:
             if self.ema is None:
                 self.ema = ModelEmaV3(self.model, decay=self.ema_decay or 0.999)
