@@ -1,0 +1,271 @@
+"""Exact resume from avalanche_mixplugins.checkpoint, on real data (digits).
+
+Each test runs a training without interruption, then the same training
+interrupted (a checkpoint, then an exception, as a crash would), resumed in
+freshly built objects from the checkpoint, and compares final metrics and
+weights (CPU, deterministic, tolerance 1e-6).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from avalanche.benchmarks import nc_benchmark
+from avalanche.core import SupervisedPlugin
+from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
+from avalanche.training import Naive
+from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
+from avalanche.training.storage_policy import (
+    ClassBalancedBuffer,
+    ExperienceBalancedBuffer,
+)
+from nets import make_mlp
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from avalanche_mixplugins import GradMixPlugin
+from avalanche_mixplugins.benchmarks import load_digits_tensors, split_digits
+from avalanche_mixplugins.checkpoint import (
+    CheckpointPlugin,
+    load_checkpoint,
+    save_checkpoint,
+)
+from ssl_ext import SemiSupervisedStrategy, SSLViews
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+ACC = "Top1_Acc_Stream/eval_phase/test_stream/Task000"
+LOSS = "Loss_Stream/eval_phase/test_stream/Task000"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class Interrupted(Exception):
+    """Stands for a crash of the training process."""
+
+
+class InterruptAt(SupervisedPlugin):
+    """Raise :class:`Interrupted` after iteration ``iteration`` of experience ``exp``."""
+
+    def __init__(self, exp: int, iteration: int):
+        super().__init__()
+        self.exp, self.iteration = exp, iteration
+
+    def after_training_iteration(self, strategy, **kwargs):
+        done = strategy.clock.train_exp_iterations + 1
+        if (
+            strategy.experience.current_experience == self.exp
+            and done == self.iteration
+        ):
+            raise Interrupted
+
+
+def evaluator():
+    return EvaluationPlugin(
+        accuracy_metrics(stream=True), loss_metrics(stream=True), loggers=[]
+    )
+
+
+def params(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+# ------------------------------------------------ Naive + ReplayPlugin + GradMix
+def build_replay(policy: str, seed: int):
+    torch.manual_seed(seed)
+    model = make_mlp()
+    storage = (
+        ExperienceBalancedBuffer(max_size=60)
+        if policy == "experience"
+        else ClassBalancedBuffer(max_size=60)
+    )
+    replay = ReplayPlugin(mem_size=60, storage_policy=storage)
+    gradmix = GradMixPlugin(seed=3)
+    strategy = Naive(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+        train_mb_size=32,
+        train_epochs=1,
+        eval_mb_size=256,
+        device="cpu",
+        plugins=[replay, gradmix],
+        evaluator=evaluator(),
+    )
+    return strategy, gradmix, replay
+
+
+@pytest.mark.parametrize("policy", ["experience", "class"])
+def test_replay_gradmix_resumes_exactly_at_an_experience_boundary(tmp_path, policy):
+    bench = split_digits(n_experiences=5, seed=0, normalize=True)
+    train, test = bench.train_stream[:4], bench.test_stream[:4]
+
+    torch.manual_seed(0)
+    ref, ref_plugin, _ = build_replay(policy, seed=0)
+    for exp in train:
+        ref.train(exp)
+    ref_res = ref.eval(test)
+
+    torch.manual_seed(0)
+    run, _, _ = build_replay(policy, seed=0)
+    for exp in train[:2]:
+        run.train(exp)
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, run)
+    saved_params = params(run.model)
+    del run  # the process ends here
+
+    torch.manual_seed(123)  # a different initialisation and global RNG state
+    resumed, plugin, replay = build_replay(policy, seed=7)
+    info = load_checkpoint(path, resumed, dataset_like=train[0].dataset)
+    assert info["next_experience"] == 2 and info["experience"] is None
+    assert torch.equal(params(resumed.model), saved_params)
+    assert len(replay.storage_policy.buffer) == 60
+    for exp in train[info["next_experience"] :]:
+        resumed.train(exp)
+    res = resumed.eval(test)
+
+    assert not torch.equal(params(resumed.model), saved_params)
+    assert res[ACC] == pytest.approx(ref_res[ACC], abs=1e-6)
+    assert res[LOSS] == pytest.approx(ref_res[LOSS], abs=1e-6)
+    torch.testing.assert_close(
+        params(resumed.model), params(ref.model), rtol=0, atol=1e-6
+    )
+    assert torch.equal(plugin.pair_scores, ref_plugin.pair_scores)
+    assert plugin.scored_pairs.sum() > 0
+    assert resumed.clock.train_iterations == ref.clock.train_iterations
+
+
+def test_buffer_with_transforms_needs_dataset_like(tmp_path):
+    bench = split_digits(n_experiences=5, seed=0, normalize=True)
+    run, _, _ = build_replay("experience", seed=0)
+    run.train(bench.train_stream[0])
+    save_checkpoint(tmp_path / "c.pt", run)
+    fresh, _, _ = build_replay("experience", seed=0)
+    with pytest.raises(ValueError, match="dataset_like"):
+        load_checkpoint(tmp_path / "c.pt", fresh)
+
+
+def test_plugins_must_match_the_saved_run(tmp_path):
+    bench = split_digits(n_experiences=5, seed=0)
+    run, _, _ = build_replay("experience", seed=0)
+    run.train(bench.train_stream[0])
+    save_checkpoint(tmp_path / "c.pt", run)
+    model = make_mlp()
+    other = Naive(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+        plugins=[GradMixPlugin(seed=3)],
+        evaluator=evaluator(),
+    )
+    with pytest.raises(ValueError, match="plugin states"):
+        load_checkpoint(tmp_path / "c.pt", other)
+
+
+def test_inside_an_experience_needs_the_ssl_strategy(tmp_path):
+    bench = split_digits(n_experiences=5, seed=0)
+    run, _, _ = build_replay("experience", seed=0)
+    run.plugins.insert(0, CheckpointPlugin(tmp_path / "c.pt", every=2))
+    with pytest.raises(ValueError, match="train_iterations"):
+        run.train(bench.train_stream[0])
+
+
+# ------------------------------------------------- SoftMatch (+ CalibrateMix)
+def ssl_data():
+    x_tr, y_tr, x_te, y_te = load_digits_tensors()
+    x_tr, x_te = F.pad(x_tr, (4, 4, 4, 4)), F.pad(x_te, (4, 4, 4, 4))
+    lab = torch.cat([torch.nonzero(y_tr == c)[:6, 0] for c in range(10)])
+    train = TensorDataset(x_tr[lab], y_tr[lab])
+    train.targets = y_tr[lab].tolist()
+    test = TensorDataset(x_te[:150], y_te[:150])
+    test.targets = y_te[:150].tolist()
+    bench = nc_benchmark(
+        train,
+        test,
+        2,
+        task_labels=False,
+        seed=0,
+        class_ids_from_zero_in_each_exp=False,
+    )
+    return bench, TensorDataset(x_tr[:400])
+
+
+def small_cnn():
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 10),
+    )
+
+
+def build_ssl(unlabeled, seed: int, extra=()):
+    torch.manual_seed(seed)
+    model = small_cnn()
+    return SemiSupervisedStrategy(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9),
+        unlabeled=unlabeled,
+        algorithm="softmatch",
+        mu=2,
+        train_mb_size=8,
+        train_iterations=12,
+        ema_decay=0.9,
+        views=SSLViews(flip=False, group_size=8),
+        plugins=[ReplayPlugin(mem_size=30), *extra],
+        evaluator=evaluator(),
+    )
+
+
+def test_softmatch_resumes_exactly_inside_an_experience(tmp_path):
+    bench, unlabeled = ssl_data()
+    train, test = bench.train_stream, bench.test_stream
+
+    torch.manual_seed(0)
+    ref = build_ssl(unlabeled, seed=0)
+    for exp in train:
+        ref.train(exp)
+    ref_res = ref.eval(test)
+
+    path = tmp_path / "ssl.pt"
+    torch.manual_seed(0)
+    run = build_ssl(
+        unlabeled, seed=0, extra=[CheckpointPlugin(path, every=5), InterruptAt(1, 7)]
+    )
+    with pytest.raises(Interrupted):
+        for exp in train:
+            run.train(exp)
+    del run
+
+    torch.manual_seed(99)
+    resumed = build_ssl(unlabeled, seed=5)
+    info = load_checkpoint(path, resumed)
+    assert (info["experience"], info["iteration"]) == (1, 5)
+    assert resumed.clock.train_iterations == 12 + 5
+    for exp in train[info["experience"] :]:
+        resumed.train(exp)
+    res = resumed.eval(test)
+
+    assert res[ACC] == pytest.approx(ref_res[ACC], abs=1e-6)
+    assert res[LOSS] == pytest.approx(ref_res[LOSS], abs=1e-6)
+    torch.testing.assert_close(
+        params(resumed.model), params(ref.model), rtol=0, atol=1e-6
+    )
+    a, b = resumed.pseudo_labeler.state_dict(), ref.pseudo_labeler.state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        params(resumed.ema.module), params(ref.ema.module), rtol=0, atol=1e-6
+    )
+    assert resumed.clock.train_iterations == ref.clock.train_iterations == 24
