@@ -1,0 +1,76 @@
+"""Smoke test of examples/semi_supervised.py and its results in examples/compare.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_semi_supervised_example_json_and_compare(tmp_path):
+    ssl = _load("semi_supervised")
+    out = tmp_path / "runs"
+    common = [
+        "--dataset", "digits", "--labels", "40", "--iterations", "6",
+        "--batch-size", "8", "--mu", "2", "--ema", "0.9", "--threads", "1",
+        "--quiet", "--output-dir", str(out), "--algorithm", "fixmatch",
+    ]  # fmt: skip
+    ssl.main([*common, "--calibratemix", "fast", "--calibratemix-warmup", "2"])
+    ssl.main([*common, "--calibratemix", "off", "--seeds", "0", "1"])
+    files = sorted(out.glob("*.json"))
+    assert len(files) == 3
+    results = {p.name: json.loads(p.read_text()) for p in files}
+    fast = next(r for r in results.values() if "calibratemix" in r["method"])
+    assert fast["method"] == "fixmatch+calibratemix-fast"
+    assert fast["setting"] == "digits labels=40 iters=6"
+    assert fast["calibratemix"]["mixing_iterations"] == 4
+    for res in results.values():
+        assert res["kind"] == "semi_supervised"
+        for key in ("config", "seed", "versions", "wall_time_s", "final_predictions"):
+            assert key in res, key
+        assert res["iterations"] == 6 and res["time_per_iteration_s"] > 0
+        assert 0.0 <= res["final_average_accuracy"] <= 1.0
+        cal = res["calibration"]
+        keys = {
+            "ECE_Stream",
+            "MCE_Stream",
+            "NLL_Stream",
+            "Brier_Stream",
+            "ECE10_Stream",
+        }
+        assert keys <= set(cal)
+        conf = res["final_predictions"]["confidence"]
+        correct = res["final_predictions"]["correct"]
+        assert len(conf) == len(correct) == 450  # digits test split
+        # the stored predictions are those of the evaluated model
+        assert sum(correct) / 450 == pytest.approx(res["final_average_accuracy"])
+        assert all(0.0 < c <= 1.0 for c in conf)
+
+    cmp = _load("compare")
+    md, written = cmp.main([*map(str, files), "--output", str(tmp_path / "cmp")])
+    assert "### digits labels=40 iters=6" in md
+    assert "| fixmatch | 2 |" in md and "| fixmatch+calibratemix-fast | 1 |" in md
+    assert " ± " in md and "ECE" in md
+    names = {p.name for p in written}
+    assert any(n.endswith("fixmatch_calibratemix_fast_reliability.png") for n in names)
+    assert all(p.stat().st_size > 1000 for p in written)
+    assert (tmp_path / "cmp" / "table.md").read_text() == md
