@@ -67,6 +67,15 @@ class InterruptAt(SupervisedPlugin):
             raise Interrupted
 
 
+class DrawsAtExperienceStart(SupervisedPlugin):
+    """Uses the global RNG when an experience starts (as a plugin initialising
+    something at random would), so a resumed run reaches the first iteration
+    with another RNG state unless the strategy restores it."""
+
+    def before_training_exp(self, strategy, **kwargs):
+        torch.rand(5)
+
+
 def evaluator():
     return EvaluationPlugin(
         accuracy_metrics(stream=True), loss_metrics(stream=True), loggers=[]
@@ -223,7 +232,7 @@ def build_ssl(unlabeled, seed: int, extra=()):
         train_iterations=12,
         ema_decay=0.9,
         views=SSLViews(flip=False, group_size=8),
-        plugins=[ReplayPlugin(mem_size=30), *extra],
+        plugins=[ReplayPlugin(mem_size=30), DrawsAtExperienceStart(), *extra],
         evaluator=evaluator(),
     )
 
