@@ -481,6 +481,7 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         self.ema: ModelEmaV3 | None = None
         self.unlabeled_dataset: Dataset | None = None
         self._next_sample_id = 0
+        self._exp_first_sample_id = 0
         self._train_id_pos: int | None = None
         self._eval_id_pos: int | None = None
         self._ulb_iter: _CyclingIterator | None = None
@@ -549,6 +550,7 @@ class SemiSupervisedStrategy(SupervisedTemplate):
     def train_dataset_adaptation(self, **kwargs):
         """Give the experience's samples ids (if missing), then adapt as usual."""
         exp = self.experience
+        self._exp_first_sample_id = self._next_sample_id
         if _sample_id_position(exp.dataset) is None:
             n = len(exp.dataset)
             _set_experience_dataset(
@@ -847,7 +849,7 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         """Statistics of the pseudo-labeller, EMA teacher and AMP scaler, and,
         during a training iteration with ``train_iterations``, the position in
         the experience (see :meth:`training_position`)."""
-        return {
+        state = {
             "pseudo_labeler": None
             if self.pseudo_labeler is None
             else copy.deepcopy(self.pseudo_labeler.state_dict()),
@@ -857,6 +859,10 @@ class SemiSupervisedStrategy(SupervisedTemplate):
             "next_sample_id": self._next_sample_id,
             "position": self.training_position(),
         }
+        if state["position"] is not None:
+            # the experience is trained again on resume: it takes the same ids
+            state["next_sample_id"] = self._exp_first_sample_id
+        return state
 
     def training_position(self) -> dict | None:
         """Where training is inside the current experience, or ``None``.
