@@ -32,6 +32,7 @@ from avalanche_mixplugins.checkpoint import (
     save_checkpoint,
 )
 from ssl_ext import SemiSupervisedStrategy, SSLViews
+from ssl_ext.calibratemix_plugin import CalibrateMixPlugin
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -219,9 +220,11 @@ def small_cnn():
     )
 
 
-def build_ssl(unlabeled, seed: int, extra=()):
+def build_ssl(unlabeled, seed: int, calibratemix: bool, extra=()):
     torch.manual_seed(seed)
     model = small_cnn()
+    if calibratemix:
+        extra = [CalibrateMixPlugin(mode="fast", warmup=3, seed=4), *extra]
     return SemiSupervisedStrategy(
         model=model,
         optimizer=torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9),
@@ -237,12 +240,15 @@ def build_ssl(unlabeled, seed: int, extra=()):
     )
 
 
-def test_softmatch_resumes_exactly_inside_an_experience(tmp_path):
+@pytest.mark.parametrize(
+    "calibratemix", [False, True], ids=["softmatch", "calibratemix"]
+)
+def test_softmatch_resumes_exactly_inside_an_experience(tmp_path, calibratemix):
     bench, unlabeled = ssl_data()
     train, test = bench.train_stream, bench.test_stream
 
     torch.manual_seed(0)
-    ref = build_ssl(unlabeled, seed=0)
+    ref = build_ssl(unlabeled, seed=0, calibratemix=calibratemix)
     for exp in train:
         ref.train(exp)
     ref_res = ref.eval(test)
@@ -250,7 +256,10 @@ def test_softmatch_resumes_exactly_inside_an_experience(tmp_path):
     path = tmp_path / "ssl.pt"
     torch.manual_seed(0)
     run = build_ssl(
-        unlabeled, seed=0, extra=[CheckpointPlugin(path, every=5), InterruptAt(1, 7)]
+        unlabeled,
+        seed=0,
+        calibratemix=calibratemix,
+        extra=[CheckpointPlugin(path, every=5), InterruptAt(1, 7)],
     )
     with pytest.raises(Interrupted):
         for exp in train:
@@ -258,7 +267,7 @@ def test_softmatch_resumes_exactly_inside_an_experience(tmp_path):
     del run
 
     torch.manual_seed(99)
-    resumed = build_ssl(unlabeled, seed=5)
+    resumed = build_ssl(unlabeled, seed=5, calibratemix=calibratemix)
     info = load_checkpoint(path, resumed)
     assert (info["experience"], info["iteration"]) == (1, 5)
     assert resumed.clock.train_iterations == 12 + 5
@@ -278,3 +287,12 @@ def test_softmatch_resumes_exactly_inside_an_experience(tmp_path):
         params(resumed.ema.module), params(ref.ema.module), rtol=0, atol=1e-6
     )
     assert resumed.clock.train_iterations == ref.clock.train_iterations == 24
+    if calibratemix:
+        mine, theirs = resumed.plugins[2], ref.plugins[2]
+        assert isinstance(mine, CalibrateMixPlugin) and mine.iteration == 24
+        assert mine.mix_loss is not None  # the mixed loss was on after the warm-up
+        for table in ("aum", "apm"):
+            a = getattr(mine, table).state_dict()
+            b = getattr(theirs, table).state_dict()
+            for key in a:
+                torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
