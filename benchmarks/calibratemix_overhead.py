@@ -1,0 +1,166 @@
+"""Time per training iteration of a base SSL algorithm, CalibrateMix fast and faithful.
+
+The three variants train the same model class on the same data with the same
+batch sizes (labeled ``B``, unlabeled ``mu * B``) in one process, in
+interleaved rounds: round ``r`` trains ``K`` iterations of every variant, in
+a shuffled order, so drifts of a shared machine hit all variants alike. The
+first round is not timed (allocator and thread-pool warm-up). CalibrateMix
+has no warm-up here, so every timed iteration mixes. The table gives the
+median time of an iteration (``before_training_iteration`` to
+``after_training_iteration``: views, forward(s), backward, step) and the
+ratios; the target is ``fast <= 0.6 x faithful``.
+
+    python benchmarks/calibratemix_overhead.py --rounds 7 --iterations 20
+
+Defaults: Fashion-MNIST (Debian package ``dataset-fashion-mnist``), 40
+labels, SmallCNN, B = 16, mu = 7, SoftMatch, one intra-op thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+import warnings
+
+import torch
+from avalanche.benchmarks import nc_benchmark
+from avalanche.core import SupervisedPlugin
+from avalanche.training.plugins import EvaluationPlugin
+from torch.utils.data import TensorDataset
+
+import ssl_ext
+from avalanche_mixplugins.benchmarks import load_fashion_mnist_tensors
+from avalanche_mixplugins.models import make_model
+from ssl_ext.calibratemix_plugin import CalibrateMixPlugin
+
+
+class Timer(SupervisedPlugin):
+    """Records the wall time of every training iteration while ``on``."""
+
+    def __init__(self):
+        super().__init__()
+        self.on = False
+        self.times: list[float] = []
+        self._t0 = 0.0
+
+    def before_training_iteration(self, strategy, **kwargs):
+        self._t0 = time.perf_counter()
+
+    def after_training_iteration(self, strategy, **kwargs):
+        if self.on:
+            self.times.append(time.perf_counter() - self._t0)
+
+
+def build(variant, args, bench, unlabeled):
+    torch.manual_seed(0)
+    model = make_model(args.backbone, num_classes=10, in_chans=1)
+    timer = Timer()
+    plugins = [timer]
+    if variant != "base":
+        plugins.insert(0, CalibrateMixPlugin(mode=variant, warmup=0, seed=0))
+    strategy = ssl_ext.SemiSupervisedStrategy(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9),
+        unlabeled=unlabeled,
+        algorithm=args.algorithm,
+        mu=args.mu,
+        train_mb_size=args.batch_size,
+        train_iterations=args.iterations,
+        views=ssl_ext.SSLViews(),
+        plugins=plugins,
+        evaluator=EvaluationPlugin(),
+    )
+    return strategy, timer
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=7,
+        help="interleaved rounds (default: %(default)s)",
+    )
+    p.add_argument(
+        "--iterations",
+        type=int,
+        default=20,
+        help="iterations per variant and round (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="labeled batch B (default: %(default)s)",
+    )
+    p.add_argument(
+        "--mu",
+        type=int,
+        default=7,
+        help="unlabeled batch = mu * B (default: %(default)s)",
+    )
+    p.add_argument(
+        "--algorithm",
+        default="softmatch",
+        choices=ssl_ext.ALGORITHMS,
+        help="base algorithm (default: %(default)s)",
+    )
+    p.add_argument(
+        "--backbone",
+        default="small_cnn",
+        help="small_cnn or a timm name, e.g. wrn28_2 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default: %(default)s)",
+    )
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+
+    x_tr, y_tr, x_te, y_te = load_fashion_mnist_tensors()
+    lab = torch.cat([torch.nonzero(y_tr == c)[:4, 0] for c in range(10)])
+    train = TensorDataset(x_tr[lab], y_tr[lab])
+    train.targets = y_tr[lab].tolist()
+    test = TensorDataset(x_te[:200], y_te[:200])
+    test.targets = y_te[:200].tolist()
+    bench = nc_benchmark(train, test, 1, task_labels=False, seed=0)
+    unlabeled = TensorDataset(x_tr)
+    exp = bench.train_stream[0]
+
+    variants = ["base", "fast", "faithful"]
+    runs = {v: build(v, args, bench, unlabeled) for v in variants}
+    order = random.Random(0)
+    for r in range(args.rounds + 1):
+        order.shuffle(variants)
+        for v in variants:
+            strategy, timer = runs[v]
+            timer.on = r > 0
+            strategy.train(exp)
+    med = {v: statistics.median(runs[v][1].times) for v in ("base", "fast", "faithful")}
+    n = len(runs["base"][1].times)
+    print(
+        f"{args.algorithm}, {args.backbone}, B={args.batch_size}, mu={args.mu}, "
+        f"threads={args.threads}, {args.rounds} rounds x {args.iterations} iterations "
+        f"({n} timed per variant)\n"
+    )
+    print("| variant | median s/iter | x base |")
+    print("| --- | ---: | ---: |")
+    for v in ("base", "fast", "faithful"):
+        print(f"| {v} | {med[v]:.4f} | {med[v] / med['base']:.2f} |")
+    ratio = med["fast"] / med["faithful"]
+    print(
+        f"\nfast / faithful = {ratio:.2f} (target <= 0.6: "
+        f"{'met' if ratio <= 0.6 else 'missed'})"
+    )
+    return med
+
+
+if __name__ == "__main__":
+    main()
