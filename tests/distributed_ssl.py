@@ -1,0 +1,136 @@
+"""Worker launched by test_distributed_ssl.py under torchrun (2 CPU processes, gloo).
+
+Each rank trains ``SemiSupervisedStrategy`` (FlexMatch, then SoftMatch) on
+digits with a DDP model; after every training step a plugin gathers every
+rank's pseudo-labelling statistics and the unlabeled indices each rank drew.
+Rank 0 writes a JSON summary to the path given.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from avalanche.benchmarks import nc_benchmark
+from avalanche.core import SupervisedPlugin
+from avalanche.distributed import DistributedHelper
+from avalanche.training.plugins import EvaluationPlugin
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from avalanche_mixplugins.benchmarks import load_digits_tensors
+from ssl_ext import SemiSupervisedStrategy, SSLViews
+
+
+def gather(t: torch.Tensor) -> list[torch.Tensor]:
+    t = t.detach().float().contiguous()
+    out = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, t)
+    return out
+
+
+class StatsProbe(SupervisedPlugin, supports_distributed=True):
+    """After each step: do all ranks hold the same statistics? Which unlabeled
+    indices did each rank draw?"""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = 0
+        self.identical_steps = 0
+        self.drawn: list[list[int]] = [[] for _ in range(dist.get_world_size())]
+
+    def after_training_iteration(self, strategy, **kwargs):
+        state = strategy.pseudo_labeler.state_dict()
+        same = True
+        for value in state.values():
+            if isinstance(value, torch.Tensor):
+                parts = gather(value)
+                same &= all(torch.equal(parts[0], p) for p in parts[1:])
+        self.steps += 1
+        self.identical_steps += int(same)
+        for rank, idx in enumerate(gather(strategy.mb_ulb_index)):
+            self.drawn[rank].extend(int(i) for i in idx)
+
+
+def data():
+    x_tr, y_tr, x_te, y_te = load_digits_tensors()
+    x_tr, x_te = F.pad(x_tr, (4, 4, 4, 4)), F.pad(x_te, (4, 4, 4, 4))
+    lab = torch.cat([torch.nonzero(y_tr == c)[:4, 0] for c in range(10)])
+    train = TensorDataset(x_tr[lab], y_tr[lab])
+    train.targets = y_tr[lab].tolist()
+    test = TensorDataset(x_te[:50], y_te[:50])
+    test.targets = y_te[:50].tolist()
+    bench = nc_benchmark(train, test, 1, task_labels=False, seed=0)
+    return bench, TensorDataset(x_tr[:300])
+
+
+def model() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 10),
+    )
+
+
+def run(algorithm: str, kwargs: dict, bench, unlabeled) -> dict:
+    net = DistributedHelper.wrap_model(model())
+    probe = StatsProbe()
+    strategy = SemiSupervisedStrategy(
+        model=net,
+        optimizer=torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9),
+        unlabeled=unlabeled,
+        algorithm=algorithm,
+        algorithm_kwargs=kwargs,
+        mu=2,
+        train_mb_size=8,
+        train_iterations=6,
+        views=SSLViews(flip=False, group_size=8),
+        plugins=[probe],
+        evaluator=EvaluationPlugin(loggers=[]),
+    )
+    strategy.train(bench.train_stream[0])
+    state = strategy.pseudo_labeler.state_dict()
+    summary = {
+        "steps": probe.steps,
+        "identical_steps": probe.identical_steps,
+        "drawn": probe.drawn,
+    }
+    if algorithm == "flexmatch":
+        summary["selected"] = state["selected_label"].tolist()
+        summary["thresholds"] = strategy.pseudo_labeler.class_thresholds().tolist()
+    else:
+        summary["mu"] = float(state["prob_max_mu"])
+        summary["p_model"] = state["p_model"].tolist()
+    params = torch.cat([p.detach().flatten() for p in net.parameters()])
+    parts = gather(params)
+    summary["params_equal"] = all(torch.equal(parts[0], p) for p in parts[1:])
+    return summary
+
+
+def main(path: str) -> None:
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    DistributedHelper.init_distributed(random_seed=0, backend="gloo", use_cuda=False)
+    bench, unlabeled = data()
+    result = {
+        "flexmatch": run("flexmatch", {"threshold": 0.12}, bench, unlabeled),
+        "softmatch": run("softmatch", {}, bench, unlabeled),
+    }
+    if dist.get_rank() == 0:
+        with open(path, "w") as f:
+            json.dump(result, f)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,70 @@
+"""SemiSupervisedStrategy under torchrun with two CPU processes (gloo).
+
+Every rank must hold the same FlexMatch thresholds and SoftMatch statistics
+after each step, built from every rank's unlabeled samples (each rank draws
+its own share of the unlabeled data).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist") / "ssl.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE))
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(HERE / "distributed_ssl.py"),
+        str(out),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("algorithm", ["flexmatch", "softmatch"])
+def test_statistics_identical_on_every_rank_after_each_step(result, algorithm):
+    res = result[algorithm]
+    assert res["steps"] == 6
+    assert res["identical_steps"] == res["steps"]
+    assert res["params_equal"]
+
+
+@pytest.mark.distributed
+def test_each_rank_draws_its_own_unlabeled_share(result):
+    rank0, rank1 = (set(d) for d in result["flexmatch"]["drawn"])
+    assert rank0 and rank1
+    assert not rank0 & rank1  # DistributedSampler: disjoint shares in one pass
+
+
+@pytest.mark.distributed
+def test_flexmatch_table_holds_samples_of_every_rank(result):
+    res = result["flexmatch"]
+    rank0, rank1 = (set(d) for d in res["drawn"])
+    selected = {i for i, c in enumerate(res["selected"]) if c >= 0}
+    assert selected <= rank0 | rank1
+    assert selected & rank0 and selected & rank1
+    assert any(t > 0 for t in res["thresholds"])
+
+
+@pytest.mark.distributed
+def test_softmatch_statistics_moved(result):
+    res = result["softmatch"]
+    assert res["mu"] != pytest.approx(0.1)  # initialised to 1/C, then updated
+    assert sum(res["p_model"]) == pytest.approx(1.0, abs=1e-5)
