@@ -234,4 +234,44 @@ def wrn28_8(pretrained: bool = False, **kwargs) -> WideResNet:
     )
 
 
-__all__ = ["WideResNet", "wrn28_2", "wrn28_8"]
+def create_backbone(name: str, *, pretrained: bool = False, **kwargs) -> nn.Module:
+    """``timm.create_model`` with errors that say what to do.
+
+    * an unknown name raises ``ValueError`` listing the closest registered
+      names (the WideResNets of this module included);
+    * ``pretrained=True`` whose weights cannot be fetched (no network access,
+      nothing in the Hugging Face cache) raises ``RuntimeError`` naming the
+      ways out: ``pretrained=False``, local weights with
+      ``pretrained_cfg_overlay={"file": ...}``, or a filled cache used with
+      ``HF_HUB_OFFLINE=1``.
+
+    :param name: a timm model name, e.g. ``"wrn28_2"`` or ``"resnet18"``.
+    :param pretrained: load pretrained weights.
+    :param kwargs: passed to ``timm.create_model`` (``num_classes``,
+        ``in_chans``, ...).
+    """
+    import difflib
+
+    import timm
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+        hint = f"; close matches: {', '.join(close)}" if close else ""
+        raise ValueError(
+            f"timm has no model named {name!r}{hint} (timm.list_models('*pattern*') "
+            "lists the names)"
+        )
+    try:
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+    except (OSError, ConnectionError) as err:
+        if not pretrained:
+            raise
+        raise RuntimeError(
+            f"could not fetch the pretrained weights of {name!r} ({type(err).__name__}:"
+            f" {str(err)[:200]}); without network access use pretrained=False, pass "
+            "local weights with pretrained_cfg_overlay={'file': 'path/to/weights'}, or "
+            "download them once into the Hugging Face cache and set HF_HUB_OFFLINE=1"
+        ) from err
+
+
+__all__ = ["WideResNet", "create_backbone", "wrn28_2", "wrn28_8"]
