@@ -141,6 +141,8 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         self._warned_fallback = False
         self.history: list[dict] = []
         self.last_inner: Tensor | None = None
+        self._buffer_steps: Tensor | int = 0
+        self._warned_no_buffer = False
 
     # -- inspection ------------------------------------------------------------
     @property
@@ -203,6 +205,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         if self._capture is not None:
             self._capture.remove()
             self._capture = None
+        self._warn_if_no_buffer()
         exp = strategy.experience.current_experience
         frac = self.helpful_fraction()
         self.history.append(
@@ -213,6 +216,20 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
             }
         )
         super().after_training_exp(strategy, **kwargs)
+
+    def _warn_if_no_buffer(self) -> None:
+        """Warn (once) when a whole experience after the first had no buffer sample."""
+        seen, self._buffer_steps = int(self._buffer_steps), 0
+        if self._has_previous and seen == 0 and not self._warned_no_buffer:
+            self._warned_no_buffer = True
+            warnings.warn(
+                "GradMix saw no buffer (previous-class) sample in this experience, so "
+                "no pair was scored and no mixed loss was added: the replay buffer is "
+                "empty or absent. Add ReplayPlugin(mem_size > 0) to the strategy or "
+                "use a replay strategy (ER_ACE, ER_AML, DER)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     # -- policy ------------------------------------------------------------------
     def select_pairs(self, strategy, y, is_buffer):
@@ -287,6 +304,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         self.policy.grow(batch.logits.shape[1], device=batch.y.device)
         inner = self.pair_inner_products(strategy, batch)
         has_buffer = batch.is_buffer.any()
+        self._buffer_steps = self._buffer_steps + has_buffer.long()
         valid = batch.active & has_buffer & torch.isfinite(inner)
         sums, counts = self.policy.batch_pair_sums(batch.y, batch.partner, inner, valid)
         _all_reduce_sum(sums, counts)
