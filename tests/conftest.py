@@ -24,6 +24,15 @@ def digits_tensors():
     return load_digits_tensors(seed=0)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_intra_op_thread():
+    """Tiny models run fastest on one thread; more threads thrash on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _quiet_and_seeded():
     torch.manual_seed(0)
