@@ -55,6 +55,7 @@ from avalanche_mixplugins.benchmarks import (
 )
 from avalanche_mixplugins.metrics import calibration_metrics
 from avalanche_mixplugins.models import make_model
+from ssl_ext.calibratemix import median_split
 from ssl_ext.calibratemix_plugin import RELEASE_WARMUP_FRACTION, CalibrateMixPlugin
 
 OFFLINE = ("mnist5k", "fashion_mnist", "digits")
@@ -174,6 +175,67 @@ class Predictions(SupervisedPlugin):
         self.correct += (pred == strategy.mb_y.cpu()).int().tolist()
 
 
+class PseudoLabelMonitor(SupervisedPlugin):
+    """Diagnostics only (never used for training): quality of the pseudo-labels.
+
+    Per iteration, from the true labels of the unlabeled training images
+    (``truth``, indexed by ``mb_ulb_index``): pseudo-label accuracy, the
+    mean weight (mask rate for FixMatch), and, with CalibrateMix mixing, the
+    pseudo-label accuracy of the unlabeled samples its median split calls
+    easy and hard (does the APM separate right from wrong pseudo-labels?).
+    """
+
+    def __init__(self, truth: torch.Tensor, calibratemix=None):
+        super().__init__()
+        self.truth = truth
+        self.cm = calibratemix
+        self.rows: list[tuple] = []
+
+    def before_backward(self, strategy, **kwargs):
+        idx = strategy.mb_ulb_index
+        right = (strategy.mb_pseudo_labels == self.truth.to(idx.device)[idx]).float()
+        easy_acc = hard_acc = float("nan")
+        cm = self.cm
+        if cm is not None and cm.mixed is not None:
+            if cm.mode == "fast":
+                scores, _ = cm.apm.best(idx)
+            else:
+                weak = strategy.mb_ulb_weak_output.detach()
+                scores = cm.apm.value(idx, weak.argmax(dim=1))
+            easy, hard = median_split(scores)
+            easy_acc, hard_acc = float(right[easy].mean()), float(right[hard].mean())
+        self.rows.append(
+            (
+                float(right.mean()),
+                float(strategy.mb_mask.float().mean()),
+                easy_acc,
+                hard_acc,
+            )
+        )
+
+    def summary(self, chunks: int = 10) -> dict:
+        """Means over ``chunks`` consecutive blocks of iterations (nan-aware)."""
+        if not self.rows:
+            return {}
+        arr = np.asarray(self.rows, dtype=float)
+        blocks = np.array_split(arr, min(chunks, len(arr)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = [np.nanmean(b, axis=0) for b in blocks]
+        names = (
+            "pseudo_label_accuracy",
+            "mean_weight",
+            "easy_accuracy",
+            "hard_accuracy",
+        )
+        out = {
+            name: [None if np.isnan(m[i]) else round(float(m[i]), 4) for m in means]
+            for i, name in enumerate(names)
+        }
+        out["block_iterations"] = [len(b) for b in blocks]
+        return out
+
+
 def cosine_schedule(optimizer, iterations: int):
     """USB's cosine decay: ``lr * cos(7 pi k / (16 K))``, stepped per iteration."""
     return torch.optim.lr_scheduler.LambdaLR(
@@ -262,6 +324,8 @@ def run(args, seed, data):
             seed=seed,
         )
         plugins.insert(0, cm)
+    monitor = PseudoLabelMonitor(y_tr, cm)
+    plugins.append(monitor)
     strategy = ssl_ext.SemiSupervisedStrategy(
         model=model,
         optimizer=optimizer,
@@ -325,6 +389,7 @@ def run(args, seed, data):
             "warmup_iterations": cm.warmup_iterations,
             "mixing_iterations": max(0, cm.iteration - cm.warmup_iterations),
         }
+    result["diagnostics"] = monitor.summary()
     path = out / f"{tag}.json"
     path.write_text(json.dumps(result, indent=1))
     print(

@@ -43,6 +43,11 @@ def test_semi_supervised_example_json_and_compare(tmp_path):
     assert fast["method"] == "fixmatch+calibratemix-fast"
     assert fast["setting"] == "digits labels=40 iters=6"
     assert fast["calibratemix"]["mixing_iterations"] == 4
+    diag = fast["diagnostics"]  # pseudo-label quality, per block of iterations
+    assert len(diag["pseudo_label_accuracy"]) == 6 and diag["easy_accuracy"][0] is None
+    assert all(
+        0 <= a <= 1 for a in diag["easy_accuracy"][2:] + diag["hard_accuracy"][2:]
+    )
     for res in results.values():
         assert res["kind"] == "semi_supervised"
         for key in ("config", "seed", "versions", "wall_time_s", "final_predictions"):
