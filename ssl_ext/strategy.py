@@ -170,9 +170,25 @@ def add_sample_ids(
         ids = [int(i) for i in ids]
     if len(ids) != n:
         raise ValueError(f"got {len(ids)} ids for a dataset of {n} samples")
+    _check_unique_ids(ids)
     return dataset.update_data_attribute(
         SAMPLE_ID, DataAttribute(ids, SAMPLE_ID, use_in_getitem=True)
     )
+
+
+def _check_unique_ids(ids: Sequence[int] | Tensor) -> None:
+    """Labeled sample ids key per-sample tables (e.g. CalibrateMix's AUM):
+    two samples must never share one."""
+    ids = torch.as_tensor(ids)
+    if ids.numel() and torch.unique(ids).numel() != ids.numel():
+        values, counts = torch.unique(ids, return_counts=True)
+        dup = values[counts > 1][:5].tolist()
+        raise ValueError(
+            f"labeled sample ids collide (ids {dup} are used more than once): give "
+            "every labeled sample its own id, e.g. add_sample_ids(dataset, ids=<index "
+            "in the original training set>), or leave the ids out and the strategy "
+            "numbers the samples"
+        )
 
 
 def _sample_id_position(dataset) -> int | None:
@@ -486,6 +502,12 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         self._eval_id_pos: int | None = None
         self._ulb_iter: _CyclingIterator | None = None
         self._resume_position: dict | None = None
+        self._check_labels = True
+        self._warned: set[str] = set()
+        self.nonfinite_batches = 0
+        """Unlabeled batches with NaN or inf logits (left out of the statistics)."""
+        self.skipped_steps = 0
+        """Training steps skipped because the loss or gradients were NaN or inf."""
         self._pending_labeler: dict | None = None
         self._reset_iteration_state()
 
@@ -560,6 +582,7 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         else:
             # ids given by the user: later automatic ids start after them
             ids = torch.as_tensor(list(getattr(exp.dataset, SAMPLE_ID)))
+            _check_unique_ids(ids)
             if ids.numel():
                 self._next_sample_id = max(self._next_sample_id, int(ids.max()) + 1)
         super().train_dataset_adaptation(**kwargs)
@@ -572,6 +595,7 @@ class SemiSupervisedStrategy(SupervisedTemplate):
             num_workers=num_workers, shuffle=shuffle, pin_memory=pin_memory, **kwargs
         )
         self._train_id_pos = _sample_id_position(self.adapted_dataset)
+        self._check_labels = True
         dataset = self._unlabeled_for(self.experience)
         if dataset is not self.unlabeled_dataset:
             self.unlabeled_dataset = dataset
@@ -594,6 +618,14 @@ class SemiSupervisedStrategy(SupervisedTemplate):
                 indexed, num_replicas=world, rank=rank, shuffle=True, seed=int(seed)
             )
         n_local = len(dataset) if sampler is None else len(sampler)
+        if n_local < batch:
+            warnings.warn(
+                f"the unlabeled dataset has {n_local} samples (per rank), fewer than "
+                f"one unlabeled batch of mu * train_mb_size = {batch}: every batch "
+                "holds all of them; lower mu or train_mb_size, or add unlabeled data",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         loader = DataLoader(
             indexed,
             batch_size=batch,
@@ -766,13 +798,49 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         logits = logits_weak.detach()
         rank, world = _world()
         if not update or world == 1:
-            return self.pseudo_labeler(logits, index=index, update=update)
+            return self._label_finite(logits, index, update)
         all_logits, sizes = _all_gather_rows(logits.float())
         all_index = None if index is None else _all_gather_rows(index)[0]
-        out = self.pseudo_labeler(all_logits, index=all_index, update=True)
+        out = self._label_finite(all_logits, all_index, True)
         start = sum(sizes[:rank])
         rows = slice(start, start + sizes[rank])
         return PseudoLabels(out.targets[rows], out.weights[rows], out.probs[rows])
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+    def _label_finite(
+        self, logits: Tensor, index: Tensor | None, update: bool
+    ) -> PseudoLabels:
+        """Pseudo-label; rows with NaN or inf never reach the statistics.
+
+        In a batch with non-finite rows (one host sync per call tells), the
+        finite rows update the statistics, then every row is labelled without
+        update and the non-finite rows get weight 0.
+        """
+        finite = torch.isfinite(logits).all(dim=1)
+        if bool(finite.all()):
+            return self.pseudo_labeler(logits, index=index, update=update)
+        self.nonfinite_batches += 1
+        self._warn_once(
+            "logits",
+            "NaN or inf in the unlabeled logits: those samples are left out of the "
+            "pseudo-labelling statistics and get weight 0 (count in "
+            "strategy.nonfinite_batches); check the inputs for NaN/inf, or lower "
+            "the learning rate",
+        )
+        if update and bool(finite.any()):
+            self.pseudo_labeler(
+                logits[finite],
+                index=None if index is None else index[finite],
+                update=True,
+            )
+        clean = torch.nan_to_num(logits, nan=0.0, posinf=0.0, neginf=0.0)
+        out = self.pseudo_labeler(clean, index=index, update=False)
+        weights = torch.where(finite, out.weights, torch.zeros_like(out.weights))
+        return PseudoLabels(out.targets, weights, out.probs)
 
     def ssl_loss(
         self,
@@ -822,6 +890,18 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         """``sup_loss + lambda_u * unsup_loss`` in training, the criterion in eval."""
         if not self.is_training:
             return self._criterion(self.mb_output, self.mb_y)
+        if self._check_labels:
+            # once per experience (one host sync): labels must index the outputs
+            self._check_labels = False
+            n_out = self.mb_output.shape[1]
+            if self.mb_y.numel() and (
+                int(self.mb_y.max()) >= n_out or int(self.mb_y.min()) < 0
+            ):
+                raise ValueError(
+                    f"label {int(self.mb_y.max())} is outside the model's {n_out} "
+                    "outputs; give the model one output per class of the stream "
+                    "(e.g. timm.create_model(..., num_classes=<classes>))"
+                )
         self.sup_loss = self._criterion(self.mb_output, self.mb_y)
         self.unsup_loss = consistency_loss(
             self.mb_ulb_strong_output, self.mb_pseudo.targets, self.mb_pseudo.weights
@@ -835,7 +915,29 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         else:
             super().backward()
 
+    def _step_is_finite(self) -> bool:
+        """Loss and gradients are finite (one host sync). A NaN input anywhere in
+        the joint forward makes the weight gradients NaN even when its loss
+        weight is 0, so the gradients are checked, not only the loss."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        ok = torch.isfinite(self.loss.detach())
+        if grads:
+            ok = ok & torch.isfinite(torch.nn.utils.get_total_norm(grads))
+        return bool(ok)
+
     def optimizer_step(self):
+        """The optimizer step (and EMA update); a step whose loss or gradients
+        hold NaN or inf is skipped with a warning (once), so the weights stay
+        finite (with fp16 AMP the scaler does this)."""
+        if self.scaler is None and not self._step_is_finite():
+            self.skipped_steps += 1
+            self._warn_once(
+                "loss",
+                "the training loss or its gradients are NaN or inf: the optimizer "
+                "step is skipped (count in strategy.skipped_steps); check the inputs "
+                "for NaN/inf, or lower the learning rate",
+            )
+            return
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
