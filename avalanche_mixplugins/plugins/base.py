@@ -92,6 +92,19 @@ def _check_weight(weight: float) -> float:
     return weight
 
 
+def _check_label_range(y: Tensor, n_outputs: int) -> None:
+    """Raise ``ValueError`` (saying what to do) if a label does not index the outputs."""
+    if y.numel() == 0:
+        return
+    top = int(y.max())
+    if top >= n_outputs or int(y.min()) < 0:
+        raise ValueError(
+            f"label {top} is outside the model's {n_outputs} outputs; "
+            "give the model a head with one output per class of the stream "
+            "(or use avalanche.models.IncrementalClassifier)"
+        )
+
+
 class MixingPlugin(SupervisedPlugin, supports_distributed=True):
     """Base of the mixing plugins: adds a mixed-sample loss in ``before_backward``.
 
@@ -141,6 +154,7 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         self._seen_classes: set[int] = set()
         self._has_previous = False
         self._check_labels = True
+        self._check_output = True
         self._skipped = 0
 
     # -- which samples ------------------------------------------------------
@@ -149,7 +163,16 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         self._current_classes = classes
         self._current = torch.tensor(classes, dtype=torch.long, device=strategy.device)
         self._check_labels = True
+        self._check_output = True
         self._has_previous = bool(self._seen_classes - set(classes))
+
+    def after_forward(self, strategy: SupervisedTemplate, **kwargs):
+        # before the strategy's criterion, whose own error would not say what to do
+        out = strategy.mb_output
+        if strategy.is_training and self._check_output and isinstance(out, Tensor):
+            self._check_output = False
+            if out.dim() == 2:
+                _check_label_range(strategy.mb_y, out.shape[1])
 
     def after_training_exp(self, strategy: SupervisedTemplate, **kwargs):
         self._seen_classes.update(
@@ -213,13 +236,7 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         if self._check_labels:
             # once per experience (one host sync): labels must index the outputs
             self._check_labels = False
-            top = int(y.max())
-            if top >= logits.shape[1] or int(y.min()) < 0:
-                raise ValueError(
-                    f"label {top} is outside the model's {logits.shape[1]} outputs; "
-                    "give the model a head with one output per class of the stream "
-                    "(or use avalanche.models.IncrementalClassifier)"
-                )
+            _check_label_range(y, logits.shape[1])
         return MixedBatch(x, y, t, is_buffer, partner, active, lam_y, x_mix, logits)
 
     def before_backward(self, strategy: SupervisedTemplate, **kwargs):
