@@ -261,6 +261,13 @@ def test_unlabeled_smaller_than_one_batch_warns():
     assert strategy.clock.train_iterations == 4
 
 
+def test_empty_unlabeled_dataset():
+    b, _ = ssl_bench()
+    strategy = ssl(cnn(), TensorDataset(torch.zeros(0, 1, 16, 16)))
+    with pytest.raises(ValueError, match="unlabeled dataset of experience 0 is empty"):
+        strategy.train(b.train_stream[0])
+
+
 def test_colliding_sample_ids_are_refused():
     b, x = ssl_bench()
     exp = b.train_stream[0]
