@@ -806,6 +806,18 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         rows = slice(start, start + sizes[rank])
         return PseudoLabels(out.targets[rows], out.weights[rows], out.probs[rows])
 
+    def gather_from_ranks(self, *tensors: Tensor) -> tuple[Tensor, ...]:
+        """Each tensor's rows from every rank, concatenated in rank order (the
+        tensors themselves outside ``torch.distributed``).
+
+        For plugins whose per-sample tables must see every rank's samples
+        (e.g. AUM/APM updates from ``mb_output``/``mb_y``/``mb_index``): call
+        it on every rank at the same point of the iteration.
+        """
+        if _world()[1] == 1:
+            return tensors
+        return tuple(_all_gather_rows(t)[0] for t in tensors)
+
     def _warn_once(self, kind: str, message: str) -> None:
         if kind not in self._warned:
             self._warned.add(kind)
