@@ -41,6 +41,7 @@ class StatsProbe(SupervisedPlugin, supports_distributed=True):
         super().__init__()
         self.steps = 0
         self.identical_steps = 0
+        self.gather_ok = True
         self.drawn: list[list[int]] = [[] for _ in range(dist.get_world_size())]
 
     def after_training_iteration(self, strategy, **kwargs):
@@ -52,8 +53,11 @@ class StatsProbe(SupervisedPlugin, supports_distributed=True):
                 same &= all(torch.equal(parts[0], p) for p in parts[1:])
         self.steps += 1
         self.identical_steps += int(same)
-        for rank, idx in enumerate(gather(strategy.mb_ulb_index)):
+        parts = gather(strategy.mb_ulb_index)
+        for rank, idx in enumerate(parts):
             self.drawn[rank].extend(int(i) for i in idx)
+        (rows,) = strategy.gather_from_ranks(strategy.mb_ulb_index)
+        self.gather_ok &= torch.equal(rows.float(), torch.cat(parts))
 
 
 def data():
@@ -103,6 +107,7 @@ def run(algorithm: str, kwargs: dict, bench, unlabeled) -> dict:
         "steps": probe.steps,
         "identical_steps": probe.identical_steps,
         "drawn": probe.drawn,
+        "gather_ok": probe.gather_ok,
     }
     if algorithm == "flexmatch":
         summary["selected"] = state["selected_label"].tolist()

@@ -51,6 +51,7 @@ def test_each_rank_draws_its_own_unlabeled_share(result):
     rank0, rank1 = (set(d) for d in result["flexmatch"]["drawn"])
     assert rank0 and rank1
     assert not rank0 & rank1  # DistributedSampler: disjoint shares in one pass
+    assert result["flexmatch"]["gather_ok"]  # strategy.gather_from_ranks, rank order
 
 
 @pytest.mark.distributed
