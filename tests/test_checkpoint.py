@@ -220,7 +220,7 @@ def small_cnn():
     )
 
 
-def build_ssl(unlabeled, seed: int, calibratemix: bool, extra=()):
+def build_ssl(unlabeled, seed: int, calibratemix: bool, extra=(), **kwargs):
     torch.manual_seed(seed)
     model = small_cnn()
     if calibratemix:
@@ -229,7 +229,7 @@ def build_ssl(unlabeled, seed: int, calibratemix: bool, extra=()):
         model=model,
         optimizer=torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9),
         unlabeled=unlabeled,
-        algorithm="softmatch",
+        algorithm=kwargs.pop("algorithm", "softmatch"),
         mu=2,
         train_mb_size=8,
         train_iterations=12,
@@ -237,6 +237,7 @@ def build_ssl(unlabeled, seed: int, calibratemix: bool, extra=()):
         views=SSLViews(flip=False, group_size=8),
         plugins=[ReplayPlugin(mem_size=30), DrawsAtExperienceStart(), *extra],
         evaluator=evaluator(),
+        **kwargs,
     )
 
 
@@ -296,3 +297,34 @@ def test_softmatch_resumes_exactly_inside_an_experience(tmp_path, calibratemix):
             b = getattr(theirs, table).state_dict()
             for key in a:
                 torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_flexmatch_statistics_carry_over_an_experience_boundary(tmp_path):
+    """A named algorithm is built at the first experience of a fresh strategy:
+    the saved statistics must be loaded then (same unlabeled dataset)."""
+    bench, unlabeled = ssl_data()
+    train, test = bench.train_stream, bench.test_stream
+    kw = dict(algorithm="flexmatch", algorithm_kwargs={"threshold": 0.3})
+
+    ref = build_ssl(unlabeled, seed=0, calibratemix=True, **kw)
+    for exp in train:
+        ref.train(exp)
+    ref_res = ref.eval(test)
+
+    run = build_ssl(unlabeled, seed=0, calibratemix=True, **kw)
+    run.train(train[0])
+    save_checkpoint(tmp_path / "b.pt", run)
+    assert (run.pseudo_labeler.selected_label >= 0).any()
+
+    resumed = build_ssl(unlabeled, seed=3, calibratemix=True, **kw)
+    info = load_checkpoint(tmp_path / "b.pt", resumed)
+    assert info["next_experience"] == 1 and info["experience"] is None
+    resumed.train(train[1])
+    res = resumed.eval(test)
+    assert torch.equal(
+        resumed.pseudo_labeler.selected_label, ref.pseudo_labeler.selected_label
+    )
+    assert res[LOSS] == pytest.approx(ref_res[LOSS], abs=1e-6)
+    torch.testing.assert_close(
+        params(resumed.model), params(ref.model), rtol=0, atol=1e-6
+    )
