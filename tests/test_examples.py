@@ -27,6 +27,8 @@ def test_class_incremental_example_and_compare(tmp_path):
         str(out),
         "--mem-size",
         "100",
+        "--epochs",
+        "1",
     ]
     ci.main([*common, "--aug", "gradmix", "--seeds", "0", "1"])
     ci.main([*common, "--aug", "none"])
