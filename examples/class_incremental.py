@@ -72,7 +72,12 @@ def build_benchmark(args, seed):
 
 
 def build_plugin(args, seed):
-    common = {"alpha": args.alpha, "weight": args.mix_weight, "seed": seed}
+    common = {
+        "alpha": args.alpha,
+        "weight": args.mix_weight,
+        "seed": seed,
+        "pairing": args.pairing,
+    }
     if args.aug == "mixup":
         return MixupPlugin(**common)
     if args.aug == "cutmix":
@@ -121,7 +126,8 @@ def run(args, seed):
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tag = f"{args.benchmark}_{args.strategy}_{args.aug}_m{args.mem_size}_s{seed}"
+    pair_tag = "" if args.pairing == "all" else f"_{args.pairing}"
+    tag = f"{args.benchmark}_{args.strategy}_{args.aug}{pair_tag}_m{args.mem_size}_s{seed}"
     loggers = [InteractiveLogger()] if not args.quiet else []
     if args.csv:
         loggers.append(CSVLogger(log_folder=str(out / "csv" / tag)))
@@ -187,7 +193,8 @@ def run(args, seed):
     conf, correct = final_predictions(strategy, bench, args.device)
     result = {
         "kind": "class_incremental",
-        "method": f"{args.strategy}+{args.aug}",
+        "method": f"{args.strategy}+{args.aug}"
+        + ("" if args.pairing == "all" else f"({args.pairing})"),
         "setting": f"{args.benchmark} mem={args.mem_size} epochs={args.epochs}",
         "config": {k: v for k, v in vars(args).items() if k != "seeds"},
         "seed": seed,
@@ -328,6 +335,13 @@ def parser():
         "--output-dir",
         default="results",
         help="where JSON results go (default: %(default)s)",
+    )
+    p.add_argument(
+        "--pairing",
+        default="all",
+        choices=("all", "buffer_current", "current"),
+        help="which samples the mixing plugin may pair: any two, a buffer sample with a "
+        "current one, or current samples only (default: %(default)s)",
     )
     p.add_argument(
         "--threads",
