@@ -223,10 +223,20 @@ class CalibrateMixPlugin(SupervisedPlugin):
         strategy.add_forward_input(EXTRA_INPUT, self.mixed.x)
 
     def after_forward(self, strategy, **kwargs):
-        """Update AUM (every step) and APM (after the warm-up), detached."""
-        self.aum.update(strategy.mb_output, strategy.mb_y, strategy.mb_index)
+        """Update AUM (every step) and APM (after the warm-up), detached.
+
+        Under ``torch.distributed`` every rank's rows are gathered first, so the
+        tables see all ranks' samples and stay identical on every rank.
+        """
+        logits, labels, index = strategy.gather_from_ranks(
+            strategy.mb_output.detach(), strategy.mb_y, strategy.mb_index
+        )
+        self.aum.update(logits, labels, index)
         if self.active:
-            self.apm.update(strategy.mb_ulb_weak_output, strategy.mb_ulb_index)
+            weak, ulb_index = strategy.gather_from_ranks(
+                strategy.mb_ulb_weak_output.detach(), strategy.mb_ulb_index
+            )
+            self.apm.update(weak, ulb_index)
 
     def before_backward(self, strategy, **kwargs):
         if self.mode == "fast":

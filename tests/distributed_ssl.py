@@ -24,6 +24,7 @@ from torch.utils.data import TensorDataset
 
 from avalanche_mixplugins.benchmarks import load_digits_tensors
 from ssl_ext import SemiSupervisedStrategy, SSLViews
+from ssl_ext.calibratemix_plugin import CalibrateMixPlugin
 
 
 def gather(t: torch.Tensor) -> list[torch.Tensor]:
@@ -85,9 +86,14 @@ def model() -> nn.Module:
     )
 
 
-def run(algorithm: str, kwargs: dict, bench, unlabeled) -> dict:
+def run(algorithm: str, kwargs: dict, bench, unlabeled, calibratemix=False) -> dict:
     net = DistributedHelper.wrap_model(model())
     probe = StatsProbe()
+    cmix = (
+        CalibrateMixPlugin(mode="fast", warmup=0, seed=dist.get_rank())
+        if calibratemix
+        else None
+    )
     strategy = SemiSupervisedStrategy(
         model=net,
         optimizer=torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9),
@@ -98,7 +104,7 @@ def run(algorithm: str, kwargs: dict, bench, unlabeled) -> dict:
         train_mb_size=8,
         train_iterations=6,
         views=SSLViews(flip=False, group_size=8),
-        plugins=[probe],
+        plugins=[probe] + ([cmix] if cmix else []),
         evaluator=EvaluationPlugin(loggers=[]),
     )
     strategy.train(bench.train_stream[0])
@@ -115,6 +121,17 @@ def run(algorithm: str, kwargs: dict, bench, unlabeled) -> dict:
     else:
         summary["mu"] = float(state["prob_max_mu"])
         summary["p_model"] = state["p_model"].tolist()
+    if cmix is not None:
+        tables = {
+            "aum": cmix.aum.state_dict()["count"],
+            "apm": cmix.apm.state_dict()["count"],
+        }
+        for name, count in tables.items():
+            parts = gather(count)
+            summary[f"{name}_identical"] = all(
+                torch.equal(parts[0], p) for p in parts[1:]
+            )
+            summary[f"{name}_rows"] = torch.nonzero(count > 0)[:, 0].tolist()
     params = torch.cat([p.detach().flatten() for p in net.parameters()])
     parts = gather(params)
     summary["params_equal"] = all(torch.equal(parts[0], p) for p in parts[1:])
@@ -129,6 +146,7 @@ def main(path: str) -> None:
     result = {
         "flexmatch": run("flexmatch", {"threshold": 0.12}, bench, unlabeled),
         "softmatch": run("softmatch", {}, bench, unlabeled),
+        "calibratemix": run("softmatch", {}, bench, unlabeled, calibratemix=True),
     }
     if dist.get_rank() == 0:
         with open(path, "w") as f:

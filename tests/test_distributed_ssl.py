@@ -69,3 +69,13 @@ def test_softmatch_statistics_moved(result):
     res = result["softmatch"]
     assert res["mu"] != pytest.approx(0.1)  # initialised to 1/C, then updated
     assert sum(res["p_model"]) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.distributed
+def test_calibratemix_tables_hold_every_ranks_samples(result):
+    res = result["calibratemix"]
+    assert res["aum_identical"] and res["apm_identical"] and res["params_equal"]
+    rank0, rank1 = (set(d) for d in res["drawn"])
+    updated = set(res["apm_rows"])
+    assert updated == rank0 | rank1  # APM rows of both ranks' unlabeled samples
+    assert len(res["aum_rows"]) > 0
