@@ -19,6 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from avalanche_mixplugins.plots import (
     accuracy_curves,
@@ -113,8 +114,17 @@ def plots(groups, out: Path) -> list[Path]:
                 arr = np.asarray(seq, dtype=float)
                 curves[method] = (arr.mean(0), arr.std(0) if len(seq) > 1 else None)
         if curves:
+            # one panel per base strategy ("er+mixup" -> "er"), so lines stay readable
+            panels: dict[str, dict] = defaultdict(dict)
+            for method, curve in curves.items():
+                panels[method.split("+")[0]][method] = curve
+            fig = Figure(figsize=(4.2 * len(panels), 3.8))
+            axes = fig.subplots(1, len(panels), squeeze=False)[0]
+            for ax, (base, group) in zip(axes, sorted(panels.items())):
+                accuracy_curves(group, ax=ax, title=base)
+            fig.suptitle(setting)
             path = out / f"{slug}_accuracy_curves.png"
-            accuracy_curves(curves, path=path, title=setting)
+            fig.savefig(path, dpi=120, bbox_inches="tight")
             written.append(path)
         for method, runs in methods.items():
             first = runs[0]
