@@ -23,6 +23,13 @@ Modules:
   BMVC 2016) registered in timm; importing :mod:`ssl_ext` registers them, so
   ``timm.create_model("wrn28_2", num_classes=10, in_chans=1)`` works.
 
+* :mod:`ssl_ext.dynamics`: AUM and APM trackers keyed by sample index
+  (pure tensor code).
+* :mod:`ssl_ext.calibratemix`: easy/hard split, dissimilar pairing and the
+  mixed loss (pure); :mod:`ssl_ext.calibratemix_plugin`:
+  :class:`CalibrateMixPlugin`, the one-argument switch
+  (``plugins=[CalibrateMixPlugin(mode="fast")]``).
+
 Calibration metrics (ECE, MCE, NLL, Brier) for the evaluation live in
 :mod:`avalanche_mixplugins.metrics`.
 """
@@ -38,7 +45,9 @@ from ssl_ext.algorithms import (
     consistency_loss,
     make_pseudo_labeler,
 )
-from ssl_ext.backbones import WideResNet, wrn28_2, wrn28_8
+from ssl_ext.backbones import WideResNet, create_backbone, wrn28_2, wrn28_8
+from ssl_ext.calibratemix_plugin import CalibrateMixPlugin
+from ssl_ext.dynamics import APMTracker, AUMTracker
 from ssl_ext.strategy import (
     SAMPLE_ID,
     IndexedDataset,
@@ -50,6 +59,9 @@ from ssl_ext.views import SSLViews, random_crop_flip, to_float_images
 
 __all__ = [
     "ALGORITHMS",
+    "APMTracker",
+    "AUMTracker",
+    "CalibrateMixPlugin",
     "SAMPLE_ID",
     "DistributionAlignment",
     "FixMatch",
@@ -64,6 +76,7 @@ __all__ = [
     "WideResNet",
     "add_sample_ids",
     "consistency_loss",
+    "create_backbone",
     "make_pseudo_labeler",
     "random_crop_flip",
     "to_float_images",
