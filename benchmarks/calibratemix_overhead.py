@@ -21,42 +21,24 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import time
 import warnings
 
 import torch
 from avalanche.benchmarks import nc_benchmark
-from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
 from torch.utils.data import TensorDataset
 
 import ssl_ext
 from avalanche_mixplugins.benchmarks import load_fashion_mnist_tensors
 from avalanche_mixplugins.models import make_model
+from avalanche_mixplugins.timing import IterationTimer
 from ssl_ext.calibratemix_plugin import CalibrateMixPlugin
-
-
-class Timer(SupervisedPlugin):
-    """Records the wall time of every training iteration while ``on``."""
-
-    def __init__(self):
-        super().__init__()
-        self.on = False
-        self.times: list[float] = []
-        self._t0 = 0.0
-
-    def before_training_iteration(self, strategy, **kwargs):
-        self._t0 = time.perf_counter()
-
-    def after_training_iteration(self, strategy, **kwargs):
-        if self.on:
-            self.times.append(time.perf_counter() - self._t0)
 
 
 def build(variant, args, bench, unlabeled):
     torch.manual_seed(0)
     model = make_model(args.backbone, num_classes=10, in_chans=1)
-    timer = Timer()
+    timer = IterationTimer(record=False)
     plugins = [timer]
     if variant != "base":
         plugins.insert(0, CalibrateMixPlugin(mode=variant, warmup=0, seed=0))
@@ -141,7 +123,7 @@ def main(argv=None):
         order.shuffle(variants)
         for v in variants:
             strategy, timer = runs[v]
-            timer.on = r > 0
+            timer.record = r > 0
             strategy.train(exp)
     med = {v: statistics.median(runs[v][1].times) for v in ("base", "fast", "faithful")}
     n = len(runs["base"][1].times)

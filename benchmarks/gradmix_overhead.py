@@ -16,43 +16,16 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import time
 import warnings
 
 import torch
-from avalanche.core import SupervisedPlugin
 from avalanche.training import Naive
 from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
 
 from avalanche_mixplugins import GradMixPlugin, MixupPlugin
 from avalanche_mixplugins.benchmarks import split_mnist5k
 from avalanche_mixplugins.models import SmallCNN
-
-
-class Timer(SupervisedPlugin):
-    """Records iteration times and stops an experience after ``limit`` iterations."""
-
-    def __init__(self):
-        super().__init__()
-        self.limit = None
-        self.times: list[float] = []
-        self._n = 0
-        self._t0 = 0.0
-
-    def before_training_exp(self, strategy, **kwargs):
-        self._n = 0
-
-    def before_training_iteration(self, strategy, **kwargs):
-        self._t0 = time.perf_counter()
-
-    def after_training_iteration(self, strategy, **kwargs):
-        if self.limit is None:
-            return
-        self.times.append(time.perf_counter() - self._t0)
-        self._n += 1
-        if self._n >= self.limit:
-            strategy.stop_training()
-
+from avalanche_mixplugins.timing import IterationTimer
 
 VARIANTS = {
     "ER": lambda: None,
@@ -107,7 +80,7 @@ def main():
     for name in args.variants:
         torch.manual_seed(0)
         model = SmallCNN(num_classes=10)
-        timer = Timer()
+        timer = IterationTimer(record=False)
         plugin = VARIANTS[name]()
         strategy = Naive(
             model=model,
@@ -123,7 +96,7 @@ def main():
             evaluator=EvaluationPlugin(loggers=[]),
         )
         strategy.train(bench.train_stream[0])
-        timer.limit = args.iterations
+        timer.limit, timer.record = args.iterations, True
         strategy.train(bench.train_stream[1])  # warm-up round, discarded
         timer.times.clear()
         strategies[name], timers[name] = strategy, timer

@@ -39,6 +39,7 @@ from avalanche_mixplugins import CutMixPlugin, GradMixPlugin, MixupPlugin
 from avalanche_mixplugins.benchmarks import make_benchmark
 from avalanche_mixplugins.metrics import calibration_metrics
 from avalanche_mixplugins.models import make_model
+from avalanche_mixplugins.timing import IterationTimer
 
 OFFLINE = ("split_mnist5k", "split_fashion_mnist", "split_digits")
 AVALANCHE = (
@@ -85,21 +86,6 @@ def build_plugin(args, seed):
     if args.aug == "gradmix":
         return GradMixPlugin(grad_space=args.grad_space, mix=args.gradmix_op, **common)
     return None
-
-
-class IterationTimer(avalanche.core.SupervisedPlugin):
-    """Wall time of training iterations (forward, mixing, backward, step)."""
-
-    def __init__(self):
-        super().__init__()
-        self.times: list[float] = []
-        self._t0 = 0.0
-
-    def before_training_iteration(self, strategy, **kwargs):
-        self._t0 = time.perf_counter()
-
-    def after_training_iteration(self, strategy, **kwargs):
-        self.times.append(time.perf_counter() - self._t0)
 
 
 @torch.no_grad()

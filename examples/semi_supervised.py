@@ -55,6 +55,7 @@ from avalanche_mixplugins.benchmarks import (
 )
 from avalanche_mixplugins.metrics import calibration_metrics
 from avalanche_mixplugins.models import make_model
+from avalanche_mixplugins.timing import IterationTimer
 from ssl_ext.calibratemix import median_split
 from ssl_ext.calibratemix_plugin import RELEASE_WARMUP_FRACTION, CalibrateMixPlugin
 
@@ -142,21 +143,6 @@ def _tensor_dataset(x, y):
 
 
 # ------------------------------------------------------------- plugins
-class IterationTimer(SupervisedPlugin):
-    """Wall time of every training iteration."""
-
-    def __init__(self):
-        super().__init__()
-        self.times: list[float] = []
-        self._t0 = 0.0
-
-    def before_training_iteration(self, strategy, **kwargs):
-        self._t0 = time.perf_counter()
-
-    def after_training_iteration(self, strategy, **kwargs):
-        self.times.append(time.perf_counter() - self._t0)
-
-
 class Predictions(SupervisedPlugin):
     """Top-label confidence and correctness of the evaluated model."""
 

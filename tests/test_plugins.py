@@ -337,3 +337,26 @@ def test_helpful_fraction_reaches_avalanche_loggers(digits_benchmark, tmp_path, 
     png = tmp_path / "scores.png"
     pair_score_heatmap(plugin.pair_scores, seen=plugin.scored_pairs, path=png)
     assert png.stat().st_size > 1000
+
+
+def test_iteration_timer_limits_and_pauses(digits_benchmark):
+    from avalanche_mixplugins.timing import IterationTimer
+
+    timer = IterationTimer(record=False, limit=3)
+    model = make_mlp()
+    strategy = Naive(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+        train_mb_size=32,
+        device="cpu",
+        plugins=[MixupPlugin(seed=0), timer],
+        evaluator=EvaluationPlugin(loggers=[]),
+    )
+    strategy.train(digits_benchmark.train_stream[0])  # paused: full experience
+    assert timer.times == [] and strategy.clock.train_exp_iterations > 3
+    timer.record = True
+    strategy.train(digits_benchmark.train_stream[1])
+    assert len(timer.times) == 3 and strategy.clock.train_exp_iterations == 3
+    assert all(t > 0 for t in timer.times)
+    with pytest.raises(ValueError, match="limit"):
+        IterationTimer(limit=0)
