@@ -30,6 +30,7 @@ PLUGINS = {
     "mixup": lambda: MixupPlugin(seed=1),
     "cutmix": lambda: CutMixPlugin(seed=1),
     "gradmix": lambda: GradMixPlugin(seed=1),
+    "gradmix_cutmix": lambda: GradMixPlugin(seed=1, mix="cutmix"),
 }
 SETUPS = ["naive_replay", "er_ace", "er_aml", "der", "no_buffer"]
 
@@ -88,6 +89,9 @@ def test_plugin_trains_two_experiences(setup, name, digits_benchmark, baselines)
     assert not torch.allclose(torch.tensor(losses), torch.tensor(base))
     assert plugin.last_loss is not None and torch.isfinite(plugin.last_loss)
     assert acc > 0.3, f"{name} with {setup} fell to {acc:.3f} accuracy"
+    if name.startswith("gradmix") and setup != "no_buffer":
+        # previous-class pairs were scored on the second experience
+        assert plugin.scored_pairs.any() and torch.isfinite(plugin.pair_scores).all()
 
 
 def test_same_seed_same_result(digits_benchmark):
