@@ -180,10 +180,19 @@ def cutmix_inputs(
 
 
 def one_hot(
-    y: Tensor, num_classes: int, *, dtype: torch.dtype = torch.float32
+    y: Tensor,
+    num_classes: int,
+    *,
+    dtype: torch.dtype = torch.float32,
+    check: bool = True,
 ) -> Tensor:
-    """One-hot encode integer labels, with a clear error for labels out of range."""
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+    """One-hot encode integer labels, with a clear error for labels out of range.
+
+    :param check: validate the label range (two host syncs on an accelerator);
+        callers that validated the labels already (the plugins do it once per
+        experience) pass ``False`` to keep the training step sync-free.
+    """
+    if check and y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         raise ValueError(
             f"labels must lie in [0, {num_classes}) to match the model's "
             f"{num_classes} outputs, got range [{int(y.min())}, {int(y.max())}]"
@@ -191,9 +200,14 @@ def one_hot(
     return F.one_hot(y.long(), num_classes).to(dtype)
 
 
-def mix_targets(y: Tensor, partner: Tensor, lam: Tensor, num_classes: int) -> Tensor:
-    """Soft targets ``lam * e_{y_i} + (1 - lam) * e_{y_partner(i)}``; rows sum to 1."""
-    t = one_hot(y, num_classes)
+def mix_targets(
+    y: Tensor, partner: Tensor, lam: Tensor, num_classes: int, *, check: bool = True
+) -> Tensor:
+    """Soft targets ``lam * e_{y_i} + (1 - lam) * e_{y_partner(i)}``; rows sum to 1.
+
+    :param check: validate the label range, see :func:`one_hot`.
+    """
+    t = one_hot(y, num_classes, check=check)
     lam_b = lam.to(t).view(-1, 1)
     return lam_b * t + (1.0 - lam_b) * t[partner]
 

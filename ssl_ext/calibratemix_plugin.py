@@ -265,6 +265,7 @@ class CalibrateMixPlugin(SupervisedPlugin):
             mixed.lam,
             mixed.group,
             loss=self.loss,
+            check_labels=False,  # the strategy validates labels once per experience
         )
         self.mix_loss = mix.detach()
         strategy.loss = strategy.loss + extra + mix

@@ -132,3 +132,12 @@ def test_draw_partners_marks_rows_without_candidates_inactive():
     assert partner.tolist() == [2, 1, 2] and active.tolist() == [True, False, False]
     with pytest.raises(ValueError, match="pairing"):
         allowed_pairs(torch.zeros(3, dtype=torch.bool), "pairs")
+
+
+def test_unchecked_one_hot_skips_validation_only():
+    y = torch.tensor([0, 2, 1])
+    assert torch.equal(one_hot(y, 3, check=False), one_hot(y, 3))
+    partner, lam = torch.tensor([1, 2, 0]), torch.tensor([0.2, 0.5, 1.0])
+    assert torch.equal(
+        mix_targets(y, partner, lam, 3, check=False), mix_targets(y, partner, lam, 3)
+    )

@@ -272,8 +272,9 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
     ) -> Tensor:
         """Inner product of each mixed sample's gradient with the buffer's mean gradient."""
         c = batch.logits.shape[1]
-        targets = one_hot(batch.y, c)
-        targets_mix = mix_targets(batch.y, batch.partner, batch.lam, c)
+        # labels were validated once this experience (MixingPlugin): no sync here
+        targets = one_hot(batch.y, c, check=False)
+        targets_mix = mix_targets(batch.y, batch.partner, batch.lam, c, check=False)
         if self.grad_space == "last":
             h, z = self._pool_features(strategy, batch)
             g_w, g_b, count = last_layer_gradient_sum(h, z, targets, batch.is_buffer)
