@@ -199,6 +199,69 @@ def last_layer_inner_products(
     return ip
 
 
+def last_layer_paired_inner_products(
+    h_a: Tensor,
+    logits_a: Tensor,
+    targets_a: Tensor,
+    h_b: Tensor,
+    logits_b: Tensor,
+    targets_b: Tensor,
+    *,
+    bias: bool = True,
+) -> Tensor:
+    """Row-wise inner products of two batches' last-layer gradients.
+
+    Row ``i`` is ``<g(a_i), g(b_i)> = (r_a . r_b) (h_a . h_b + [bias])`` with
+    ``r = softmax(z) - t``: the gradient of sample ``a_i`` dotted with that of
+    sample ``b_i``. GradMix uses it to remove a candidate's own source samples
+    from the buffer gradient it is scored against (leave-one-out).
+
+    :param bias: count the head's bias (``False`` for a head without one).
+    :return: ``(N,)`` inner products.
+    """
+    _check_features(h_a, logits_a, targets_a)
+    _check_features(h_b, logits_b, targets_b)
+    r_a = softmax_residual(logits_a, targets_a)
+    r_b = softmax_residual(logits_b, targets_b).to(r_a.dtype)
+    hh = (_f(h_a).to(r_a.dtype) * _f(h_b).to(r_a.dtype)).sum(dim=1)
+    if bias:
+        hh = hh + 1.0
+    return (r_a * r_b).sum(dim=1) * hh
+
+
+def leave_one_out_mean(
+    total: Tensor,
+    count: Tensor,
+    own_a: Tensor,
+    own_b: Tensor,
+    is_buffer: Tensor,
+    partner: Tensor,
+) -> Tensor:
+    """Inner products with a buffer mean that leaves out each candidate's sources.
+
+    Candidate ``i`` mixes pool samples ``i`` and ``partner[i]``. Given its
+    inner product ``total[i]`` with the **sum** of the buffer samples'
+    gradients (``count`` samples) and its inner products ``own_a[i]``,
+    ``own_b[i]`` with the gradients of its two sources, return its inner
+    product with the mean gradient of the other buffer samples:
+    ``(total - [a in buffer] own_a - [b in buffer, b != a] own_b) / (count - m)``
+    with ``m`` the number of its sources in the buffer. ``NaN`` where no other
+    buffer sample is left.
+
+    :return: ``(N,)`` inner products.
+    """
+    n = partner.shape[0]
+    buf = is_buffer.to(total.dtype)
+    distinct = partner != torch.arange(n, device=partner.device)
+    in_a = buf
+    in_b = buf[partner] * distinct.to(total.dtype)
+    rest = count.to(total.dtype) - in_a - in_b
+    inner = (total - in_a * own_a.to(total.dtype) - in_b * own_b.to(total.dtype)) / (
+        rest.clamp_min(1.0)
+    )
+    return torch.where(rest > 0, inner, torch.full_like(inner, float("nan")))
+
+
 def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     """Per-sample cross-entropy against soft targets, ``(N,)``."""
     logp = F.log_softmax(_f(logits), dim=1)
@@ -272,6 +335,8 @@ __all__ = [
     "full_inner_products",
     "last_layer_gradient_sum",
     "last_layer_inner_products",
+    "last_layer_paired_inner_products",
+    "leave_one_out_mean",
     "per_sample_gradients",
     "soft_cross_entropy",
     "softmax_residual",

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -108,10 +108,12 @@ def _check_label_range(y: Tensor, n_outputs: int) -> None:
 class MixingPlugin(SupervisedPlugin, supports_distributed=True):
     """Base of the mixing plugins: adds a mixed-sample loss in ``before_backward``.
 
-    The mixed loss of a step is the mean over mixed samples that count
+    The mixed loss of a step is the sum over mixed samples that count
     (see :meth:`sample_weights`) of
-    ``lam * CE(f(x~), y_i) + (1 - lam) * CE(f(x~), y_j)``, added to the
-    strategy's loss as ``strategy.loss += weight * mixed_loss``.
+    ``lam * CE(f(x~), y_i) + (1 - lam) * CE(f(x~), y_j)``, divided by the
+    number of candidates (samples that had a partner, see
+    :meth:`loss_denominator`), and added to the strategy's loss as
+    ``strategy.loss += weight * mixed_loss``.
 
     :param policy: the pair-selection policy.
     :param mix: ``"mixup"`` (interpolate inputs) or ``"cutmix"`` (paste a box).
@@ -149,6 +151,10 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
             seed = int(torch.randint(0, 2**62, (1,)).item())
         self.generator = torch.Generator().manual_seed(int(seed))
         self.last_loss: Tensor | None = None
+        self.last_batch: MixedBatch | None = None
+        """The last step's mixed batch (inputs, partners, ``lam``, logits), for inspection."""
+        self.last_weights: Tensor | None = None
+        """The last step's per-sample weights in the mixed loss (see :meth:`sample_weights`)."""
         self._current: Tensor | None = None
         self._current_classes: list[int] = []
         self._seen_classes: set[int] = set()
@@ -218,6 +224,16 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         """Weight of each mixed sample in the mixed loss (default: active ones)."""
         return batch.active.float()
 
+    def loss_denominator(self, batch: MixedBatch, weights: Tensor) -> Tensor:
+        """Normaliser of the mixed loss: the number of candidates (active samples).
+
+        A policy that drops candidates (GradMix) removes their loss instead of
+        giving the survivors more weight: with few survivors the mixed term
+        shrinks rather than each survivor weighing as much as a whole batch.
+        """
+        del weights
+        return batch.active.float().sum().clamp_min(1.0)
+
     # -- the step --------------------------------------------------------------
     def mixed_batch(self, strategy: SupervisedTemplate) -> MixedBatch | None:
         """Draw pairs and ``lam``, mix, and forward the mixed inputs."""
@@ -254,7 +270,7 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
             batch.logits, batch.y, batch.partner, batch.lam, reduction="none"
         )
         w = self.sample_weights(strategy, batch)
-        loss = (per_sample * w).sum() / w.sum().clamp_min(1.0)
+        loss = (per_sample * w).sum() / self.loss_denominator(batch, w)
         # A non-finite mixed loss (NaN/inf in the inputs or logits) is left out
         # of the step (one host sync, shared by every plugin); a zero-weighted
         # NaN would still poison the gradients.
@@ -270,6 +286,8 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
                 )
             return
         self.last_loss = loss.detach()
+        self.last_batch = replace(batch, logits=batch.logits.detach())
+        self.last_weights = w.detach()
         strategy.loss = strategy.loss + self.weight * loss
 
     @property

@@ -15,10 +15,11 @@ from avalanche_mixplugins.gradients import (
     GRAD_SPACES,
     HeadCapture,
     find_linear_head,
-    full_gradient_sum,
-    full_inner_products,
     last_layer_gradient_sum,
     last_layer_inner_products,
+    last_layer_paired_inner_products,
+    leave_one_out_mean,
+    per_sample_gradients,
 )
 from avalanche_mixplugins.mixing import mix_targets, one_hot
 from avalanche_mixplugins.pairing import (
@@ -38,6 +39,9 @@ def _all_reduce_sum(*tensors: Tensor) -> None:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         for t in tensors:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
+
+
+LOSS_NORMS = ("candidates", "survivors")
 
 
 class GradMixPlugin(MixingPlugin, supports_distributed=True):
@@ -98,6 +102,15 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         helpful partner.
     :param no_buffer: ``"mixup"`` or ``"none"``: what to do before any
         previous-task class exists.
+    :param leave_one_out: score each candidate against the buffer mean
+        gradient without its own source samples (default). ``False`` keeps
+        them, which biases every pair with an old class towards "helpful"
+        (kept for ablations).
+    :param loss_norm: ``"candidates"`` (default): the mixed loss is divided by
+        the number of candidates, so filtering removes loss;
+        ``"survivors"``: divided by the number of helpful samples, which gives
+        each survivor more weight as fewer survive (kept for ablations; it
+        can blow the loss up at an experience boundary).
     :param seed: seed of the plugin's random generator.
     """
 
@@ -114,6 +127,8 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         refresh: float = 0.1,
         fallback: str = "none",
         no_buffer: str = "mixup",
+        leave_one_out: bool = True,
+        loss_norm: str = "candidates",
         seed: int | None = None,
     ):
         if grad_space not in GRAD_SPACES:
@@ -134,8 +149,14 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
             weight=weight,
             seed=seed,
         )
+        if loss_norm not in LOSS_NORMS:
+            raise ValueError(
+                f"loss_norm must be one of {LOSS_NORMS}, got {loss_norm!r}"
+            )
         self.grad_space = grad_space
         self.no_buffer = no_buffer
+        self.leave_one_out = bool(leave_one_out)
+        self.loss_norm = loss_norm
         self._capture: HeadCapture | None = None
         self._head_has_bias = True
         self._warned_fallback = False
@@ -270,7 +291,15 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
     def pair_inner_products(
         self, strategy: SupervisedTemplate, batch: MixedBatch
     ) -> Tensor:
-        """Inner product of each mixed sample's gradient with the buffer's mean gradient."""
+        """Inner product of each mixed sample's gradient with the buffer's mean gradient.
+
+        With ``leave_one_out`` (default) candidate ``i`` is scored against the
+        mean gradient of the buffer samples **other than its own sources**
+        (sample ``i`` and its partner, when they are buffer samples): its own
+        source's gradient correlates with it by construction and would make
+        every pair with an old class look helpful. Candidates with no other
+        buffer sample get ``NaN`` (no evidence).
+        """
         c = batch.logits.shape[1]
         # labels were validated once this experience (MixingPlugin): no sync here
         targets = one_hot(batch.y, c, check=False)
@@ -279,24 +308,41 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
             h, z = self._pool_features(strategy, batch)
             g_w, g_b, count = last_layer_gradient_sum(h, z, targets, batch.is_buffer)
             _all_reduce_sum(g_w, g_b, count)
-            denom = count.clamp_min(1.0)
             found = self._capture.lookup(batch.x_mix)
             if found is None:
                 raise RuntimeError(
                     "the mixed forward did not pass through the model's head"
                 )
             h_mix, z_mix = found
-            return last_layer_inner_products(
-                h_mix,
-                z_mix,
-                targets_mix,
-                g_w / denom,
-                (g_b / denom) if self._head_has_bias else None,
+            bias = self._head_has_bias
+            total = last_layer_inner_products(
+                h_mix, z_mix, targets_mix, g_w, g_b if bias else None
             )
-        g, count = full_gradient_sum(strategy.model, batch.x, targets, batch.is_buffer)
-        _all_reduce_sum(g, count)
-        return full_inner_products(
-            strategy.model, batch.x_mix.detach(), targets_mix, g / count.clamp_min(1.0)
+            if not self.leave_one_out:
+                return total / count.clamp_min(1.0)
+            p = batch.partner
+            own_a = last_layer_paired_inner_products(
+                h_mix, z_mix, targets_mix, h, z, targets, bias=bias
+            )
+            own_b = last_layer_paired_inner_products(
+                h_mix, z_mix, targets_mix, h[p], z[p], targets[p], bias=bias
+            )
+        else:
+            g_pool = per_sample_gradients(strategy.model, batch.x, targets)
+            g_mix = per_sample_gradients(
+                strategy.model, batch.x_mix.detach(), targets_mix
+            )
+            buf = batch.is_buffer.to(g_pool.dtype)
+            g = (g_pool * buf.view(-1, 1)).sum(dim=0)
+            count = buf.sum()
+            _all_reduce_sum(g, count)
+            total = g_mix @ g
+            if not self.leave_one_out:
+                return total / count.clamp_min(1.0)
+            own_a = (g_mix * g_pool).sum(dim=1)
+            own_b = (g_mix * g_pool[batch.partner]).sum(dim=1)
+        return leave_one_out_mean(
+            total, count, own_a, own_b, batch.is_buffer, batch.partner
         )
 
     def sample_weights(self, strategy: SupervisedTemplate, batch: MixedBatch) -> Tensor:
@@ -312,6 +358,11 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         self.policy.update(sums, counts)
         self.last_inner = inner.detach()
         return (batch.active & self.policy.helpful(batch.y, batch.partner)).float()
+
+    def loss_denominator(self, batch: MixedBatch, weights: Tensor) -> Tensor:
+        if self.loss_norm == "survivors":
+            return weights.sum().clamp_min(1.0)
+        return super().loss_denominator(batch, weights)
 
     def state_dict(self) -> dict:
         state = super().state_dict()

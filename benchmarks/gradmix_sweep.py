@@ -1,0 +1,171 @@
+"""Grids of class-incremental runs and their tables (run by hand).
+
+Each run trains a small CNN on a 5 x 2 class-incremental stream with a
+replay strategy and one mixing plugin (see ``cl_runs.py``) and appends one
+JSON line to ``--out``; runs already in the file are skipped, so a grid can
+be resumed. ``--table`` prints Markdown tables (mean +- std over seeds of the
+final average accuracy and forgetting) from such a file.
+
+Examples::
+
+    # defaults chosen on the validation split (held out of the training data)
+    python benchmarks/gradmix_sweep.py --split val --dataset fashion_mnist \\
+        --strategies er --augs gradmix --seeds 0 1 2 \\
+        --grid '{"weight": [0.5, 1.0], "mix": ["mixup", "cutmix"]}' \\
+        --out results/val.jsonl
+
+    # the effect, on the test split
+    python benchmarks/gradmix_sweep.py --split test --dataset fashion_mnist \\
+        --strategies er er_ace der --seeds 0 1 2 3 4 --out results/test.jsonl
+    python benchmarks/gradmix_sweep.py --table results/test.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing as mp
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cl_runs import AUGS, DATASETS, STRATEGIES, RunConfig, run  # noqa: E402
+
+
+def _key(cfg: dict) -> str:
+    return json.dumps(cfg, sort_keys=True)
+
+
+def _work(cfg_dict: dict) -> dict:
+    return run(RunConfig(**cfg_dict))
+
+
+def configs(args) -> list[dict]:
+    grid = json.loads(args.grid)
+    names = sorted(grid)
+    combos = [dict(zip(names, vals)) for vals in itertools.product(*grid.values())]
+    combos = combos or [{}]
+    out = []
+    for ds, strat, aug, mem, ep, lr, seed in itertools.product(
+        args.datasets,
+        args.strategies,
+        args.augs,
+        args.mem_sizes,
+        args.epochs,
+        args.lrs,
+        args.seeds,
+    ):
+        for kw in combos if aug.startswith("gradmix") else [{}]:
+            kw = dict(kw)
+            if aug == "gradmix_cutmix":
+                kw.pop("mix", None)
+            out.append(
+                RunConfig(
+                    dataset=ds,
+                    per_class=args.per_class,
+                    split=args.split,
+                    strategy=strat,
+                    aug=aug,
+                    mem_size=mem,
+                    epochs=ep,
+                    lr=lr,
+                    seed=seed,
+                    plugin_kwargs={**json.loads(args.plugin), **kw},
+                ).__dict__
+            )
+    return out
+
+
+def label(r: dict) -> str:
+    cfg = r["config"]
+    kw = cfg["plugin_kwargs"]
+    extra = ",".join(f"{k}={v}" for k, v in sorted(kw.items()))
+    return cfg["aug"] + (f"({extra})" if extra else "")
+
+
+def table(path: str) -> str:
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+    groups: dict = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        c = r["config"]
+        setting = (
+            f"{c['dataset']} {c['split']} {c['strategy']} mem={c['mem_size']} "
+            f"ep={c['epochs']} lr={c['lr']}"
+        )
+        groups[setting][label(r)].append(r)
+    lines = []
+    for setting, methods in groups.items():
+        lines += [
+            f"\n**{setting}**\n",
+            "| method | seeds | final accuracy | forgetting | new-exp accuracy "
+            "| min accuracy | stuck exps |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for name, rs in methods.items():
+            acc = np.array([r["final_accuracy"] for r in rs]) * 100
+            fgt = np.array([r["forgetting"] for r in rs]) * 100
+            new = np.array([np.mean(r["new_experience_accuracy"][1:]) for r in rs])
+            stuck = sum(sum(r["stuck_experiences"]) for r in rs)
+            lines.append(
+                f"| {name} | {len(rs)} | {acc.mean():.1f} ± {acc.std():.1f} "
+                f"| {fgt.mean():.1f} ± {fgt.std():.1f} | {100 * new.mean():.1f} "
+                f"| {acc.min():.1f} | {stuck} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--datasets", nargs="+", default=["fashion_mnist"], choices=DATASETS)
+    p.add_argument("--per-class", type=int, default=800)
+    p.add_argument("--split", default="val", choices=("val", "test"))
+    p.add_argument("--strategies", nargs="+", default=["er"], choices=STRATEGIES)
+    p.add_argument("--augs", nargs="+", default=list(AUGS), choices=AUGS)
+    p.add_argument("--mem-sizes", type=int, nargs="+", default=[200])
+    p.add_argument("--epochs", type=int, nargs="+", default=[3])
+    p.add_argument("--lrs", type=float, nargs="+", default=[0.03])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--plugin", default="{}", help="plugin kwargs (JSON) for all runs")
+    p.add_argument(
+        "--grid", default="{}", help="GradMix kwargs to sweep, JSON of lists"
+    )
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", default="results/sweep.jsonl")
+    p.add_argument("--table", default=None, help="print the tables of a JSONL file")
+    args = p.parse_args(argv)
+    if args.table:
+        print(table(args.table))
+        return
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = set()
+    if out.exists():
+        done = {
+            _key(json.loads(line)["config"])
+            for line in out.read_text().splitlines()
+            if line
+        }
+    todo = [c for c in configs(args) if _key(c) not in done]
+    print(f"{len(todo)} runs to do ({len(done)} done) -> {out}", flush=True)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(args.workers) as pool, out.open("a") as f:
+        for i, r in enumerate(pool.imap_unordered(_work, todo), 1):
+            f.write(json.dumps(r) + "\n")
+            f.flush()
+            print(
+                f"[{i}/{len(todo)}] {label(r)} {r['config']['strategy']} "
+                f"seed {r['config']['seed']}: acc {r['final_accuracy']:.3f} "
+                f"fgt {r['forgetting']:.3f}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
