@@ -94,9 +94,7 @@ class Recorder:
                 sums_c[:k, :k], counts_c[:k, :k] = sums, counts
                 has = counts_c > 0
                 mean = sums_c / counts_c.clamp_min(1)
-                s = torch.where(
-                    has, torch.where(seen, m * s + (1 - m) * mean, mean), s
-                )
+                s = torch.where(has, torch.where(seen, m * s + (1 - m) * mean, mean), s)
                 seen |= has
             out[name] = s.numpy()
         tot_s, tot_n = torch.zeros(c, c), torch.zeros(c, c)
@@ -248,7 +246,7 @@ def main(argv=None):
         )
         holder = {}
 
-        def on_exp(strategy, plugin, bench, i):
+        def on_exp(strategy, plugin, bench, i, holder=holder):
             if "rec" not in holder:
                 holder["rec"] = Recorder(plugin.policy)
             if i in args.probes:
@@ -263,7 +261,15 @@ def main(argv=None):
     print(f"{len(rows)} scored pairs, dataset {args.dataset}, seeds {args.seeds}")
     print("| rule | sign agreement (all) | above median abs score |")
     print("| --- | --- | --- |")
-    for key in ("plugin", "ema0.9", "ema0.99", "mean", "probe_last", "probe_full", "probe_val"):
+    for key in (
+        "plugin",
+        "ema0.9",
+        "ema0.99",
+        "mean",
+        "probe_last",
+        "probe_full",
+        "probe_val",
+    ):
         a, t, _ = agreement(rows, key)
         print(f"| {key} | {a:.2f} | {t:.2f} |")
     for kind in ("old-old", "old-new", "new-new"):
