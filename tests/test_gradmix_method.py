@@ -12,6 +12,8 @@ scores ignored by the loss or by the pairing).
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -261,3 +263,85 @@ def test_self_correlation_alone_makes_a_pair_look_helpful():
     policy.update(*policy.batch_pair_sums(y, partner, loo, valid))
     assert policy.seen[0, 1] and policy.scores[0, 1] < 0
     assert not policy.helpful(y, partner)[0]
+
+
+def _tensors_of(dataset):
+    loader = torch.utils.data.DataLoader(dataset.eval(), batch_size=2048)
+    xs, ys = zip(*[(b[0], b[1]) for b in loader])
+    return torch.cat(xs), torch.cat(ys)
+
+
+def _fidelity(bench, seed):
+    """(score, measured change of held-out old-class loss) for every scored pair."""
+    torch.manual_seed(seed)
+    model = SmallCNN(num_classes=10)
+    gradmix = GradMixPlugin(seed=seed)
+    replay = ReplayPlugin(mem_size=100)
+    strategy = Naive(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+        train_mb_size=32,
+        train_epochs=3,
+        device="cpu",
+        plugins=[replay, gradmix],
+        evaluator=EvaluationPlugin(loggers=[]),
+    )
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i, exp in enumerate(bench.train_stream[:3]):
+        strategy.train(exp)
+        if i == 0:
+            continue
+        probe = copy.deepcopy(strategy.model).eval()
+        x_old, y_old = zip(*[_tensors_of(e.dataset) for e in bench.test_stream[:i]])
+        x_old, y_old = torch.cat(x_old), torch.cat(y_old)
+        x_cur, y_cur = _tensors_of(exp.dataset)
+        x_buf, y_buf = _tensors_of(replay.storage_policy.buffer)
+        pool_x, pool_y = torch.cat([x_cur, x_buf]), torch.cat([y_cur, y_buf])
+        with torch.no_grad():
+            base = float(F.cross_entropy(probe(x_old), y_old))
+        scores, seen = gradmix.pair_scores, gradmix.scored_pairs
+        for a, b in torch.nonzero(torch.triu(seen)).tolist():
+            ia = torch.nonzero(pool_y == a).flatten()
+            ib = torch.nonzero(pool_y == b).flatten()
+            deltas = []
+            for _ in range(4):
+                sa = ia[torch.randint(0, ia.numel(), (32,), generator=gen)]
+                sb = ib[torch.randint(0, ib.numel(), (32,), generator=gen)]
+                lam = torch.rand(32, 1, 1, 1, generator=gen)
+                x_mix = lam * pool_x[sa] + (1 - lam) * pool_x[sb]
+                t = lam.view(-1, 1) * one_hot(pool_y[sa], 10) + (
+                    1 - lam.view(-1, 1)
+                ) * one_hot(pool_y[sb], 10)
+                m = copy.deepcopy(probe)
+                F.cross_entropy(m(x_mix), t).backward()
+                with torch.no_grad():
+                    for p in m.parameters():
+                        p -= 0.01 * p.grad
+                    deltas.append(float(F.cross_entropy(m(x_old), y_old)) - base)
+            out.append((float(scores[a, b]), sum(deltas) / len(deltas)))
+    return out
+
+
+def test_pair_scores_predict_what_a_step_does_to_old_classes(digits_benchmark):
+    """Sign agreement of the smoothed scores with an independent measurement.
+
+    The measurement: one plain SGD step on fresh mixed samples of the pair and
+    the change of the cross-entropy on held-out images of the previous classes
+    (never trained on). benchmarks/gradmix_fidelity.py measured 0.65 overall and
+    0.82 above the median |score| on this stream (5 seeds, 155 pairs); 0.98
+    above the median on split Fashion-MNIST. Here (seeds 0 and 1, 4 draws of
+    32 mixed samples per pair) it gives 0.58 overall and 0.81 above the
+    median; a flipped score sign gives the complement.
+    """
+    rows = _fidelity(digits_benchmark, 0) + _fidelity(digits_benchmark, 1)
+    s = torch.tensor([r[0] for r in rows])
+    d = torch.tensor([r[1] for r in rows])
+    agree = torch.sign(s) == -torch.sign(d)
+    top = s.abs() >= s.abs().median()
+    print(
+        f"agreement {agree.float().mean():.2f}, above median {agree[top].float().mean():.2f}"
+    )
+    assert len(rows) >= 30
+    assert agree[top].float().mean() >= 0.7
+    assert agree.float().mean() >= 0.5
