@@ -67,7 +67,10 @@ class MixedBatch:
     x_mix: Tensor
     """Mixed inputs ``(N, ...)``."""
     logits: Tensor
-    """Model output on ``x_mix``."""
+    """Model output on ``x_mix`` (with ``logit_mask`` applied)."""
+    logit_mask: Tensor | None = None
+    """Bool ``(N, C)``: logits left out of a candidate's softmax (asymmetric
+    cross-entropy, see :class:`MixingPlugin`), or ``None``."""
 
 
 def _check_fraction(name: str, value: float) -> float:
@@ -105,6 +108,22 @@ def _check_label_range(y: Tensor, n_outputs: int) -> None:
         )
 
 
+def current_only_mask(
+    y: Tensor, is_buffer: Tensor, partner: Tensor, num_classes: int
+) -> Tensor:
+    """Bool ``(N, C)`` mask of the logits an asymmetric cross-entropy leaves out.
+
+    A candidate mixed from two current samples is scored over the classes of
+    the current samples of the batch only (as ER-ACE scores current samples),
+    so it never pushes previous-class logits down; a candidate with a buffer
+    source keeps every logit.
+    """
+    present = torch.zeros(num_classes, dtype=torch.bool, device=y.device)
+    present[y[~is_buffer]] = True
+    current_pair = ~is_buffer & ~is_buffer[partner]
+    return current_pair.view(-1, 1) & ~present.view(1, -1)
+
+
 class MixingPlugin(SupervisedPlugin, supports_distributed=True):
     """Base of the mixing plugins: adds a mixed-sample loss in ``before_backward``.
 
@@ -120,6 +139,11 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
     :param alpha: ``lam ~ Beta(alpha, alpha)``.
     :param prob: chance that an iteration adds a mixed loss at all.
     :param weight: weight of the mixed loss added to the strategy's loss.
+    :param asymmetric: score candidates mixed from two current samples over
+        the current classes only (asymmetric cross-entropy, as ER-ACE and
+        ER-AML train their current samples), so the mixed loss does not undo
+        what those strategies protect. ``None`` (default): on for ``ER_ACE``
+        and ``ER_AML``, off otherwise.
     :param seed: seed of the plugin's own random generator (pairs, ``lam``,
         boxes); ``None`` draws it from torch's global generator, so
         ``torch.manual_seed`` before building the plugin makes runs repeat.
@@ -133,6 +157,7 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         alpha: float = 1.0,
         prob: float = 1.0,
         weight: float = 1.0,
+        asymmetric: bool | None = None,
         seed: int | None = None,
     ):
         super().__init__()
@@ -147,6 +172,11 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         self.alpha = check_alpha(alpha)
         self.prob = _check_fraction("prob", prob)
         self.weight = _check_weight(weight)
+        if asymmetric not in (None, True, False):
+            raise ValueError(
+                f"asymmetric must be None, True or False, got {asymmetric!r}"
+            )
+        self.asymmetric = asymmetric
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         self.generator = torch.Generator().manual_seed(int(seed))
@@ -211,6 +241,13 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         is_buffer = ~torch.isin(y, self._current)
         return x, y, t, is_buffer
 
+    def _asymmetric(self, strategy: SupervisedTemplate) -> bool:
+        if self.asymmetric is not None:
+            return self.asymmetric
+        from avalanche.training import ER_ACE, ER_AML
+
+        return isinstance(strategy, (ER_ACE, ER_AML))
+
     # -- policy hooks (overridden by GradMix) --------------------------------
     def select_pairs(
         self, strategy: SupervisedTemplate, y: Tensor, is_buffer: Tensor
@@ -253,7 +290,13 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
             # once per experience (one host sync): labels must index the outputs
             self._check_labels = False
             _check_label_range(y, logits.shape[1])
-        return MixedBatch(x, y, t, is_buffer, partner, active, lam_y, x_mix, logits)
+        mask = None
+        if self._asymmetric(strategy):
+            mask = current_only_mask(y, is_buffer, partner, logits.shape[1])
+            logits = logits.masked_fill(mask, float("-inf"))
+        return MixedBatch(
+            x, y, t, is_buffer, partner, active, lam_y, x_mix, logits, mask
+        )
 
     def before_backward(self, strategy: SupervisedTemplate, **kwargs):
         if not strategy.is_training or self.weight == 0.0:
@@ -310,4 +353,4 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         self.policy.load_state_dict(state["policy"])
 
 
-__all__ = ["MixedBatch", "MixingPlugin"]
+__all__ = ["MixedBatch", "MixingPlugin", "current_only_mask"]

@@ -26,6 +26,9 @@ class CutMixPlugin(MixingPlugin, supports_distributed=True):
     :param weight: weight of the mixed loss added to the strategy's loss.
     :param pairing: ``"all"``, ``"buffer_current"`` or ``"current"`` (see
         :class:`~avalanche_mixplugins.plugins.MixupPlugin`).
+    :param asymmetric: score candidates of two current samples over the
+        current classes only, as ER-ACE does (``None``: on for ``ER_ACE`` and
+        ``ER_AML``); see :class:`MixingPlugin`.
     :param seed: seed of the plugin's random generator.
     """
 
@@ -36,6 +39,7 @@ class CutMixPlugin(MixingPlugin, supports_distributed=True):
         prob: float = 1.0,
         weight: float = 1.0,
         pairing: str = "all",
+        asymmetric: bool | None = None,
         seed: int | None = None,
     ):
         super().__init__(
@@ -44,6 +48,7 @@ class CutMixPlugin(MixingPlugin, supports_distributed=True):
             alpha=alpha,
             prob=prob,
             weight=weight,
+            asymmetric=asymmetric,
             seed=seed,
         )
 

@@ -67,11 +67,15 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
        every pair keeps getting evidence);
     2. the mixed batch is forwarded once (this forward also trains);
     3. the buffer's mean gradient is computed from the buffer (previous-class)
-       samples of the step, and each mixed sample's loss gradient is
+       samples of the step, **leaving out each candidate's own source
+       samples** (a candidate made from buffer sample ``k`` correlates with
+       ``k``'s gradient by construction, which would make every pair with an
+       old class look helpful), and each mixed sample's loss gradient is
        projected on it, from detached outputs;
     4. the per-pair means update the smoothed ``C x C`` score matrix
        (``momentum``), and only mixed samples of pairs with a positive score
-       count in the mixed loss.
+       count in the mixed loss, which is divided by the number of candidates
+       (filtering removes loss; it never makes the survivors weigh more).
 
     With ``grad_space="last"`` (default) the gradients are those of the last
     linear layer, in closed form from the logits and the head's input, which a
@@ -111,6 +115,8 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         ``"survivors"``: divided by the number of helpful samples, which gives
         each survivor more weight as fewer survive (kept for ablations; it
         can blow the loss up at an experience boundary).
+    :param asymmetric: see :class:`MixingPlugin` (``None``: on for ER-ACE
+        and ER-AML).
     :param seed: seed of the plugin's random generator.
     """
 
@@ -129,6 +135,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         no_buffer: str = "mixup",
         leave_one_out: bool = True,
         loss_norm: str = "candidates",
+        asymmetric: bool | None = None,
         seed: int | None = None,
     ):
         if grad_space not in GRAD_SPACES:
@@ -147,6 +154,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
             alpha=alpha,
             prob=prob,
             weight=weight,
+            asymmetric=asymmetric,
             seed=seed,
         )
         if loss_norm not in LOSS_NORMS:
@@ -314,6 +322,8 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
                     "the mixed forward did not pass through the model's head"
                 )
             h_mix, z_mix = found
+            if batch.logit_mask is not None:
+                z_mix = z_mix.masked_fill(batch.logit_mask, float("-inf"))
             bias = self._head_has_bias
             total = last_layer_inner_products(
                 h_mix, z_mix, targets_mix, g_w, g_b if bias else None

@@ -31,6 +31,9 @@ class MixupPlugin(MixingPlugin, supports_distributed=True):
     :param pairing: ``"all"`` (any two samples), ``"buffer_current"`` (a buffer
         sample with a current one; nothing is mixed before a buffer exists) or
         ``"current"`` (current samples only).
+    :param asymmetric: score candidates of two current samples over the
+        current classes only, as ER-ACE does (``None``: on for ``ER_ACE`` and
+        ``ER_AML``); see :class:`MixingPlugin`.
     :param seed: seed of the plugin's random generator.
     """
 
@@ -41,6 +44,7 @@ class MixupPlugin(MixingPlugin, supports_distributed=True):
         prob: float = 1.0,
         weight: float = 1.0,
         pairing: str = "all",
+        asymmetric: bool | None = None,
         seed: int | None = None,
     ):
         super().__init__(
@@ -49,6 +53,7 @@ class MixupPlugin(MixingPlugin, supports_distributed=True):
             alpha=alpha,
             prob=prob,
             weight=weight,
+            asymmetric=asymmetric,
             seed=seed,
         )
 
