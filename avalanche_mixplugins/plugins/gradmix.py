@@ -41,7 +41,7 @@ def _all_reduce_sum(*tensors: Tensor) -> None:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
 
 
-LOSS_NORMS = ("candidates", "survivors")
+LOSS_NORMS = ("candidates", "active", "survivors")
 
 
 class GradMixPlugin(MixingPlugin, supports_distributed=True):
@@ -74,8 +74,9 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
        projected on it, from detached outputs;
     4. the per-pair means update the smoothed ``C x C`` score matrix
        (``momentum``), and only mixed samples of pairs with a positive score
-       count in the mixed loss, which is divided by the number of candidates
-       (filtering removes loss; it never makes the survivors weigh more).
+       count in the mixed loss, which is divided by the number of samples
+       random-pair Mixup would mix (filtering removes loss; it never makes
+       the survivors weigh more).
 
     With ``grad_space="last"`` (default) the gradients are those of the last
     linear layer, in closed form from the logits and the head's input, which a
@@ -111,10 +112,14 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         them, which biases every pair with an old class towards "helpful"
         (kept for ablations).
     :param loss_norm: ``"candidates"`` (default): the mixed loss is divided by
-        the number of candidates, so filtering removes loss;
-        ``"survivors"``: divided by the number of helpful samples, which gives
-        each survivor more weight as fewer survive (kept for ablations; it
-        can blow the loss up at an experience boundary).
+        the number of samples random-pair Mixup would mix (every sample with
+        an admissible partner under ``pairing``), so pairs filtered out, at
+        partner selection or by their score, remove loss;
+        ``"active"``: divided by the samples that got a partner (selection
+        then concentrates the whole mixed term on the few helpful pairs);
+        ``"survivors"``: divided by the helpful samples, which gives each
+        survivor more weight as fewer survive (it can blow the loss up at an
+        experience boundary). The last two are kept for ablations.
     :param asymmetric: see :class:`MixingPlugin` (``None``: on for ER-ACE
         and ER-AML).
     :param seed: seed of the plugin's random generator.
@@ -372,7 +377,12 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
     def loss_denominator(self, batch: MixedBatch, weights: Tensor) -> Tensor:
         if self.loss_norm == "survivors":
             return weights.sum().clamp_min(1.0)
-        return super().loss_denominator(batch, weights)
+        if self.loss_norm == "active":
+            return super().loss_denominator(batch, weights)
+        # what random-pair Mixup would train on: every sample with an
+        # admissible partner under the pairing rule, whatever the scores say
+        allowed = allowed_pairs(batch.is_buffer, self.policy.pairing)
+        return allowed.any(dim=1).float().sum().clamp_min(1.0)
 
     def state_dict(self) -> dict:
         state = super().state_dict()
