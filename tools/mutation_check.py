@@ -48,6 +48,8 @@ class Bug:
     new: str
     tests: tuple[str, ...]
     what: str
+    more: tuple[tuple[str, str, str], ...] = ()
+    """Further ``(file, old, new)`` patches applied with the first."""
 
 
 # fmt: off
@@ -220,7 +222,20 @@ BUGS: list[Bug] = [
         "        val = torch.nan_to_num(inner.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)",
         "        w = valid.float()\n        val = inner.detach().float()",
         ("tests/test_bad_input.py::test_non_finite_values_never_enter_gradmix_state",),
-        "non-finite inner products are written into the pair scores",
+        "non-finite inner products are written into the pair scores (both guards, "
+        "in GradMixPlugin.sample_weights and GradientPairs.batch_pair_sums, removed)",
+        more=((
+            "avalanche_mixplugins/plugins/gradmix.py",
+            "valid = batch.active & has_buffer & torch.isfinite(inner)",
+            "valid = batch.active & has_buffer",
+        ),),
+    ),
+    Bug(
+        "gm-seen-without-evidence", "bad-values", "avalanche_mixplugins/pairing.py",
+        "        self.seen = self.seen | has",
+        "        self.seen = self.seen | (counts >= 0)",
+        ("tests/test_bad_input.py::test_non_finite_values_never_enter_gradmix_state",),
+        "every pair is marked scored at each step, with or without evidence",
     ),
     # ----------------------------------------------------- CalibrateMix / SSL
     # (to be added by the owners of ssl_ext)
@@ -272,11 +287,12 @@ def check(bug: Bug, timeout: float) -> tuple[str, str]:
     with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
         where = Path(tmp)
         _copy_tree(where)
-        target = where / bug.file
-        text = target.read_text()
-        if not bug.old or text.count(bug.old) != 1:
-            return "STALE", f"patch text found {text.count(bug.old)} times"
-        target.write_text(text.replace(bug.old, bug.new))
+        for file, old, new in ((bug.file, bug.old, bug.new), *bug.more):
+            target = where / file
+            text = target.read_text()
+            if not old or text.count(old) != 1:
+                return "STALE", f"{file}: patch text found {text.count(old)} times"
+            target.write_text(text.replace(old, new))
         rc, summary = _run_tests(where, bug.tests, timeout)
     if rc == 0:
         return "SURVIVED", summary
