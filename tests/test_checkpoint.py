@@ -3,7 +3,12 @@
 Each test runs a training without interruption, then the same training
 interrupted (a checkpoint, then an exception, as a crash would), resumed in
 freshly built objects from the checkpoint, and compares final metrics and
-weights (CPU, deterministic, tolerance 1e-6).
+weights (CPU, deterministic, tolerance 1e-6). For every replay setup the
+project supports (Naive + ReplayPlugin, ER-ACE, ER-AML, DER) with each mixing
+plugin, the comparison covers the weights, the optimizer's momentum, every
+buffer sample (all fields, DER's logits), its group and reservoir weight, the
+plugin state and the global random states. Avalanche's strategies resume
+between experiences only (the semi-supervised strategy also inside one).
 """
 
 from __future__ import annotations
