@@ -257,10 +257,11 @@ def test_non_finite_values_never_enter_gradmix_state(bench, setup, site):
         strategy = Naive(plugins=[ReplayPlugin(mem_size=100), *plugins], **kw)
     else:
         strategy = ER_ACE(mem_size=100, batch_size_mem=16, plugins=plugins, **kw)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
         for exp in bench.train_stream[:2]:
             strategy.train(exp)
+    said = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
 
     poisoned = [s for s in audit.steps if s["poisoned"]]
     assert len(poisoned) >= 2 and len(audit.steps) > len(poisoned)
@@ -270,6 +271,7 @@ def test_non_finite_values_never_enter_gradmix_state(bench, setup, site):
         assert guard.skipped >= len(poisoned)
         # and the mixed term of those steps was left out, not added as NaN
         assert plugin.skipped_steps == len(poisoned)
+        assert any("mixed loss is not finite" in m for m in said)  # and said so
     updated_somewhere = False
     for s in audit.steps:
         (s0, seen0), (s1, seen1) = s["before"], s["after"]

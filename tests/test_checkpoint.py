@@ -347,6 +347,33 @@ def test_avalanche_strategies_refuse_a_checkpoint_inside_an_experience(tmp_path,
     assert not (tmp_path / "c.pt").exists()
 
 
+def test_format_1_checkpoints_still_load(tmp_path):
+    """Files of the first layout (buffer inputs as one tensor ``x``, labels in
+    the attributes) load, and the rebuilt samples collate with new ones (the
+    ER-ACE buffer mixes both)."""
+    bench = split_digits(n_experiences=5, seed=0)
+    train = bench.train_stream[:3]
+    ref, ref_plugin = build_cl("er_ace", "mixup", seed=0)
+    for exp in train:
+        ref.train(exp)
+
+    run, _ = build_cl("er_ace", "mixup", seed=0)
+    for exp in train[:2]:
+        run.train(exp)
+    save_checkpoint(tmp_path / "v2.pt", run)
+    state = torch.load(tmp_path / "v2.pt", weights_only=True)
+    state["format"] = 1
+    for group in state["strategy_buffer"]["groups"]:
+        data = group["buffer"]["data"]
+        data["x"] = data.pop("fields")[0]["values"]
+    torch.save(state, tmp_path / "v1.pt")
+
+    resumed, plugin = build_cl("er_ace", "mixup", seed=5)
+    assert load_checkpoint(tmp_path / "v1.pt", resumed)["next_experience"] == 2
+    resumed.train(train[2])
+    assert_same(run_state(resumed, plugin), run_state(ref, ref_plugin))
+
+
 # ------------------------------------------------- SoftMatch (+ CalibrateMix)
 def ssl_data():
     x_tr, y_tr, x_te, y_te = load_digits_tensors()
