@@ -254,7 +254,12 @@ def duplicated_rows(pool):
 @pytest.mark.parametrize("setup", ["naive_replay", "er_ace", "er_aml", "der"])
 @pytest.mark.parametrize(
     "name, mode",
-    [("mixup", "mixup"), ("cutmix", "cutmix"), ("gradmix", "mixup")],
+    [
+        ("mixup", "mixup"),
+        ("cutmix", "cutmix"),
+        ("gradmix", "mixup"),
+        ("gradmix_cutmix", "cutmix"),
+    ],
 )
 def test_mixed_loss_and_inputs_match_an_independent_recomputation(
     setup, name, mode, distinct_digits
@@ -272,6 +277,7 @@ def test_mixed_loss_and_inputs_match_an_independent_recomputation(
         "mixup": lambda: MixupPlugin(seed=2, weight=weight),
         "cutmix": lambda: CutMixPlugin(seed=2, weight=weight),
         "gradmix": lambda: GradMixPlugin(seed=2, weight=weight),
+        "gradmix_cutmix": lambda: GradMixPlugin(seed=2, weight=weight, mix="cutmix"),
     }[name]()
     records, _ = audited_run(setup, distinct_digits, plugin, mode)
     recover = recover_cutmix if mode == "cutmix" else recover_mixup
@@ -285,7 +291,7 @@ def test_mixed_loss_and_inputs_match_an_independent_recomputation(
         # (CutMix may draw an empty box)
         if mode == "mixup":
             assert (partner >= 0)[~duplicated_rows(pool)].all()
-        if name == "gradmix":
+        if name.startswith("gradmix"):
             continue
         if r["exp"] == 1 and r["n_extra"]:
             # rows of the strategy's own buffer are mixed too
@@ -297,7 +303,7 @@ def test_mixed_loss_and_inputs_match_an_independent_recomputation(
         expected = (lam * ce_i + (1 - lam) * ce_j).mean()
         assert r["added"] == pytest.approx(weight * float(expected), abs=1e-5)
         n_checked += 1
-    if name != "gradmix":
+    if not name.startswith("gradmix"):
         n_steps = sum(
             len(e.dataset) // 32 + 1 for e in distinct_digits.train_stream[:2]
         )
