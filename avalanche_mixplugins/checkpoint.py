@@ -12,10 +12,13 @@ reads it back with ``torch.load(weights_only=True)``:
   pair scores and their evidence, the plugins' random generators; CalibrateMix:
   AUM/APM tables), matched on load by position and type;
 * replay buffers (``ReplayPlugin``'s storage policy and a strategy's own
-  ``storage_policy``, as in ER-ACE): the samples as tensors (without the
-  current transform group), their data attributes (targets, task labels,
-  sample ids), the reservoir weights and the groups of
-  ``ExperienceBalancedBuffer`` / ``ClassBalancedBuffer``;
+  ``storage_policy``: ER-ACE, ER-AML, DER): the samples field by field as
+  tensors, with the kind of each field (a tensor or a Python number, so the
+  rebuilt samples collate with new ones), read without the current transform
+  group; their data attributes (targets, task labels, sample ids, DER's stored
+  logits); the reservoir weights; and the groups of
+  ``ExperienceBalancedBuffer`` / ``ClassBalancedBuffer`` /
+  ``ClassBalancedBufferWithLogits`` (DER);
 * the strategy clock and experience counter;
 * :class:`~ssl_ext.strategy.SemiSupervisedStrategy` state
   (``ssl_state_dict()``: FlexMatch thresholds, SoftMatch statistics,
@@ -32,6 +35,14 @@ Two resume points are exact:
   ``train_iterations``): save in ``after_training_iteration`` (e.g. with
   :class:`CheckpointPlugin`), load, and call ``strategy.train`` on the same
   experience (``state["experience"]``): it continues with the next iteration.
+
+Avalanche's own strategies (``Naive`` + ``ReplayPlugin``, ``ER_ACE``,
+``ER_AML``, ``DER``, ...) resume between experiences only: their loaders
+(``ReplayDataLoader``, the strategies' cycling buffer loaders) cannot be
+re-positioned, and ER-ACE / ER-AML update their buffer when an experience
+starts, so ``save_checkpoint`` refuses to write inside one of their
+experiences (``ValueError``) rather than write a file that would not resume
+exactly.
 
 Build the strategy, its plugins and its model exactly as in the saved run
 before loading (same classes, sizes and plugin order).
@@ -62,14 +73,16 @@ from avalanche.training.storage_policy import (
     ExperienceBalancedBuffer,
     ReservoirSamplingBuffer,
 )
+from avalanche.training.supervised.der import ClassBalancedBufferWithLogits
 from torch import Tensor
-from torch.utils.data import TensorDataset
 
 if TYPE_CHECKING:
     from avalanche.training.templates import SupervisedTemplate
 
-FORMAT_VERSION = 1
-"""Version of the checkpoint layout written by :func:`save_checkpoint`."""
+FORMAT_VERSION = 2
+"""Version of the checkpoint layout written by :func:`save_checkpoint` (2: buffer
+samples keep their structure, DER's buffer with logits; 1 is still read)."""
+_READABLE_FORMATS = (1, 2)
 
 _CLOCK_FIELDS = (
     "train_iterations",
@@ -159,20 +172,86 @@ def _as_tensor(values: Sequence) -> Tensor:
     return torch.as_tensor(values)
 
 
+def _field_kind(value) -> str:
+    """How one element of a sample is stored: a tensor or a Python number."""
+    if isinstance(value, Tensor):
+        return "tensor"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    raise ValueError(
+        "buffer samples must be made of tensors and numbers to be saved (got "
+        f"{type(value).__name__}); build the stream from tensors or give its "
+        "datasets a ToTensor/ToImage transform that is frozen "
+        "(dataset.freeze_transforms())"
+    )
+
+
+class _SavedSamples(torch.utils.data.Dataset):
+    """Samples rebuilt from :func:`_dataset_state`, with the original structure.
+
+    Each sample is a tuple with one element per saved field, of the saved kind
+    (a tensor, or a Python ``int``/``float``/``bool`` as the original dataset
+    returned it), so that a batch mixing rebuilt and new samples collates.
+    """
+
+    _CAST = {"int": int, "float": float, "bool": bool}
+
+    def __init__(self, fields: list[dict]):
+        self.kinds = [f["kind"] for f in fields]
+        self.values = [f["values"] for f in fields]
+
+    def __len__(self) -> int:
+        return self.values[0].shape[0]
+
+    def __getitem__(self, index):
+        return tuple(
+            v[index] if kind == "tensor" else self._CAST[kind](v[index])
+            for kind, v in zip(self.kinds, self.values)
+        )
+
+
 def _dataset_state(dataset) -> dict | None:
-    """Samples of a buffer dataset as tensors, with its data attributes."""
+    """Samples of a buffer dataset as tensors, with their structure and data
+    attributes (those appended to each sample are saved once, as attributes)."""
     n = len(dataset)
     if n == 0:
         return None
     raw = dataset.remove_current_transform_group()
-    xs = [raw[i][0] for i in range(n)]
-    if not all(isinstance(x, Tensor) for x in xs):
-        raise ValueError(
-            "buffer samples must be tensors to be saved (got "
-            f"{type(xs[0]).__name__}); build the stream from tensors or give its "
-            "datasets a ToTensor/ToImage transform that is frozen "
-            "(dataset.freeze_transforms())"
+    appended = sum(
+        1 for attr in dataset._data_attributes.values() if attr.use_in_getitem
+    )
+    samples = []
+    for i in range(n):
+        item = raw[i]
+        if not isinstance(item, list | tuple):
+            raise ValueError(
+                "buffer samples must be tuples (x, y, ...) to be saved, got "
+                f"{type(item).__name__}"
+            )
+        samples.append(item[: len(item) - appended])
+    width = len(samples[0])
+    if width == 0 or any(len(s) != width for s in samples):
+        raise ValueError("buffer samples must all have the same number of elements")
+    fields = []
+    for k in range(width):
+        column = [s[k] for s in samples]
+        kinds = {_field_kind(v) for v in column}
+        if len(kinds) != 1:
+            raise ValueError(
+                f"element {k} of the buffer samples mixes {sorted(kinds)}: cannot "
+                "be saved as one tensor"
+            )
+        kind = kinds.pop()
+        values = (
+            torch.stack([v.detach().cpu() for v in column])
+            if kind == "tensor"
+            else torch.tensor(column)
         )
+        fields.append({"kind": kind, "values": values})
     groups = getattr(dataset._flat_data, "_transform_groups", None)
     attributes = [
         {
@@ -183,7 +262,7 @@ def _dataset_state(dataset) -> dict | None:
         for name, attr in dataset._data_attributes.items()
     ]
     return {
-        "x": torch.stack([x.detach().cpu() for x in xs]),
+        "fields": fields,
         "attributes": attributes,
         "group": "train" if groups is None else str(groups.current_group),
         "has_transforms": _transform_groups(dataset) is not None,
@@ -206,7 +285,12 @@ def _rebuild_dataset(state: dict | None, dataset_like=None):
     attrs = {a["name"]: a for a in state["attributes"]}
     if "targets" not in attrs or "targets_task_labels" not in attrs:
         raise ValueError("a saved buffer needs targets and targets_task_labels")
-    targets = attrs["targets"]["values"]
+    fields = state.get("fields")
+    if fields is None:  # format 1: the inputs only, labels as Python ints
+        fields = [
+            {"kind": "tensor", "values": state["x"]},
+            {"kind": "int", "values": attrs["targets"]["values"]},
+        ]
     data_attributes = [
         DataAttribute(
             a["values"].tolist() if a["values"].dim() == 1 else list(a["values"]),
@@ -220,7 +304,7 @@ def _rebuild_dataset(state: dict | None, dataset_like=None):
         groups.transform_groups = dict(groups.transform_groups)
         groups.current_group = state["group"]
     return TaskAwareSupervisedClassificationDataset(
-        [TensorDataset(state["x"], targets)],
+        [_SavedSamples(fields)],
         data_attributes=data_attributes,
         transform_groups=groups,
     )
@@ -240,31 +324,49 @@ def _load_reservoir(buffer: ReservoirSamplingBuffer, state: dict, dataset_like):
     buffer.buffer = _rebuild_dataset(state["data"], dataset_like)
 
 
-def buffer_state_dict(policy: ExemplarsBuffer) -> dict:
-    """Plain state of an Avalanche storage policy (reservoir, experience- or
-    class-balanced)."""
-    if isinstance(policy, ExperienceBalancedBuffer | ClassBalancedBuffer):
-        state = {
-            "kind": "experience_balanced"
-            if isinstance(policy, ExperienceBalancedBuffer)
-            else "class_balanced",
-            "max_size": int(policy.max_size),
-            "groups": [
-                {"key": int(k), "buffer": _reservoir_state(g)}
-                for k, g in policy.buffer_groups.items()
-            ],
-        }
-        if isinstance(policy, ExperienceBalancedBuffer):
-            state["num_exps"] = int(policy._num_exps)
-        else:
-            state["seen_classes"] = sorted(int(c) for c in policy.seen_classes)
-        return state
-    if isinstance(policy, ReservoirSamplingBuffer):
-        return {"kind": "reservoir", **_reservoir_state(policy)}
+_BALANCED_KINDS = {
+    "experience_balanced": ExperienceBalancedBuffer,
+    "class_balanced": ClassBalancedBuffer,
+    "class_balanced_logits": ClassBalancedBufferWithLogits,
+}
+_BUFFER_KINDS = {"reservoir": ReservoirSamplingBuffer, **_BALANCED_KINDS}
+
+
+def _buffer_kind(policy: ExemplarsBuffer) -> str:
+    # exact types first: the balanced policies are not subclasses of each other,
+    # but a user subclass must map to the closest supported parent
+    for kind, cls in _BUFFER_KINDS.items():
+        if type(policy) is cls:
+            return kind
+    for kind, cls in _BUFFER_KINDS.items():
+        if isinstance(policy, cls):
+            return kind
     raise ValueError(
         f"cannot save a {type(policy).__name__} storage policy: supported are "
-        "ReservoirSamplingBuffer, ExperienceBalancedBuffer and ClassBalancedBuffer"
+        + ", ".join(cls.__name__ for cls in _BUFFER_KINDS.values())
     )
+
+
+def buffer_state_dict(policy: ExemplarsBuffer) -> dict:
+    """Plain state of an Avalanche storage policy: reservoir, experience- or
+    class-balanced, or DER's class-balanced buffer with logits (the stored
+    logits are a data attribute of its samples)."""
+    kind = _buffer_kind(policy)
+    if kind == "reservoir":
+        return {"kind": kind, **_reservoir_state(policy)}
+    state = {
+        "kind": kind,
+        "max_size": int(policy.max_size),
+        "groups": [
+            {"key": int(k), "buffer": _reservoir_state(g)}
+            for k, g in policy.buffer_groups.items()
+        ],
+    }
+    if kind == "experience_balanced":
+        state["num_exps"] = int(policy._num_exps)
+    else:
+        state["seen_classes"] = sorted(int(c) for c in policy.seen_classes)
+    return state
 
 
 def load_buffer_state_dict(
@@ -276,15 +378,14 @@ def load_buffer_state_dict(
         rebuilt buffer gets (needed when the saved buffer had transforms).
     """
     kind = state["kind"]
-    expected = {
-        "reservoir": ReservoirSamplingBuffer,
-        "experience_balanced": ExperienceBalancedBuffer,
-        "class_balanced": ClassBalancedBuffer,
-    }[kind]
-    if not isinstance(policy, expected):
+    if kind not in _BUFFER_KINDS:
+        raise ValueError(f"unknown saved storage policy kind {kind!r}")
+    found = _buffer_kind(policy)
+    if found != kind:
         raise ValueError(
-            f"the checkpoint holds a {expected.__name__}, the storage policy is a "
-            f"{type(policy).__name__}: build the strategy as in the saved run"
+            f"the checkpoint holds a {_BUFFER_KINDS[kind].__name__}, the storage "
+            f"policy is a {type(policy).__name__}: build the strategy as in the "
+            "saved run"
         )
     if kind == "reservoir":
         _load_reservoir(policy, state, dataset_like)
@@ -423,10 +524,10 @@ def load_checkpoint(
         done in it) and ``extra``.
     """
     state = torch.load(path, map_location=map_location, weights_only=True)
-    if state.get("format") != FORMAT_VERSION:
+    if state.get("format") not in _READABLE_FORMATS:
         raise ValueError(
             f"{path}: unknown checkpoint format {state.get('format')!r} "
-            f"(this version reads {FORMAT_VERSION})"
+            f"(this version reads {_READABLE_FORMATS})"
         )
     strategy.model.load_state_dict(state["model"])
     if getattr(strategy, "optimized_param_id", 0) is None:

@@ -1,8 +1,15 @@
 """Worker launched by test_distributed.py under torchrun (2 CPU processes, gloo).
 
-Each rank trains Naive + ReplayPlugin + GradMixPlugin on its share of split
-digits, with a different plugin seed per rank (so the ranks draw different
-pairs); rank 0 writes every rank's pair scores to the JSON path given.
+Each rank trains Naive + ReplayPlugin + GradMixPlugin (DDP model) on its share
+of split digits, with a different plugin seed per rank (so the ranks draw
+different pairs), once with ``grad_space="last"`` and once with ``"full"``.
+For every step of the second and third experiences, each rank records what a
+single process needs to redo the step on the union of the two ranks' batches
+(the weights and the plugin state before the step, the pool, partners,
+weights and mixed inputs) and what the step produced (pair scores, scored
+pairs, inner products, helpful mask). A space whose training raises is
+reported in the summary instead of ending the run. Each rank writes
+``<out>/rank<r>_<space>.pt``; rank 0 also writes ``<out>/summary.json``.
 """
 
 from __future__ import annotations
@@ -10,9 +17,11 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from avalanche.core import SupervisedPlugin
 from avalanche.distributed import DistributedHelper
 from avalanche.evaluation.metrics import accuracy_metrics
 from avalanche.training import Naive
@@ -22,41 +31,111 @@ from nets import make_mlp
 from avalanche_mixplugins import GradMixPlugin
 from avalanche_mixplugins.benchmarks import split_digits
 
+GRADMIX_KWARGS = {"momentum": 0.5, "refresh": 0.2}
+"""Shared with the single-process check in test_distributed.py."""
 
-def main(path: str) -> None:
-    warnings.filterwarnings("ignore")
-    DistributedHelper.init_distributed(random_seed=0, backend="gloo", use_cuda=False)
-    rank = dist.get_rank()
+
+class RecordingGradMix(GradMixPlugin):
+    """GradMix that keeps the mixed batch of the step (public ``mixed_batch``)."""
+
+    def mixed_batch(self, strategy):
+        self.last_batch = super().mixed_batch(strategy)
+        return self.last_batch
+
+
+class StepRecorder(SupervisedPlugin):
+    """Records, from the second experience on, each step's inputs and outputs."""
+
+    def __init__(self, plugin: RecordingGradMix):
+        super().__init__()
+        self.plugin = plugin
+        self.steps: list[dict] = []
+        self._before: dict | None = None
+
+    def before_training_iteration(self, strategy, **kwargs):
+        self.plugin.last_batch = None
+        if strategy.experience.current_experience == 0:
+            self._before = None
+            return
+        model = strategy.model
+        model = getattr(model, "module", model)
+        self._before = {
+            "experience": int(strategy.experience.current_experience),
+            "params": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "plugin": self.plugin.state_dict(),
+        }
+
+    def after_training_iteration(self, strategy, **kwargs):
+        b = self.plugin.last_batch
+        if self._before is None or b is None:
+            return
+        p = self.plugin
+        self.steps.append(
+            {
+                **self._before,
+                "x": b.x.detach().clone(),
+                "y": b.y.clone(),
+                "t": b.t.clone(),
+                "is_buffer": b.is_buffer.clone(),
+                "partner": b.partner.clone(),
+                "active": b.active.clone(),
+                "lam": b.lam.clone(),
+                "x_mix": b.x_mix.detach().clone(),
+                "pair_scores": p.pair_scores,
+                "scored_pairs": p.scored_pairs,
+                "last_inner": p.last_inner.clone(),
+                "helpful": p.policy.helpful(b.y, b.partner).clone(),
+            }
+        )
+
+
+def train(space: str, rank: int) -> tuple[RecordingGradMix, StepRecorder, Naive]:
+    torch.manual_seed(0)
     bench = split_digits(n_experiences=5, seed=0)
     model = DistributedHelper.wrap_model(make_mlp())
-    plugin = GradMixPlugin(seed=100 + rank)
+    plugin = RecordingGradMix(seed=100 + rank, grad_space=space, **GRADMIX_KWARGS)
+    recorder = StepRecorder(plugin)
     strategy = Naive(
         model=model,
         optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
         train_mb_size=32,
         train_epochs=1,
         device="cpu",
-        plugins=[ReplayPlugin(mem_size=100), plugin],
+        plugins=[ReplayPlugin(mem_size=100), plugin, recorder],
         evaluator=EvaluationPlugin(accuracy_metrics(stream=True), loggers=[]),
     )
     for exp in bench.train_stream[:3]:
         strategy.train(exp)
-    scores = plugin.pair_scores
-    gathered = [torch.zeros_like(scores) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, scores)
-    params = torch.cat([p.detach().flatten() for p in model.parameters()])
-    all_params = [torch.zeros_like(params) for _ in range(dist.get_world_size())]
-    dist.all_gather(all_params, params)
+    return plugin, recorder, strategy
+
+
+def main(out: str) -> None:
+    warnings.filterwarnings("ignore")
+    out_dir = Path(out)
+    DistributedHelper.init_distributed(random_seed=0, backend="gloo", use_cuda=False)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    summary = {}
+    for space in ("last", "full"):
+        try:
+            plugin, recorder, strategy = train(space, rank)
+        except RuntimeError as err:  # raised on both ranks at the same step
+            summary[space] = {"error": f"{type(err).__name__}: {err}"[:1000]}
+            continue
+        torch.save(recorder.steps, out_dir / f"rank{rank}_{space}.pt")
+        scores = plugin.pair_scores
+        gathered = [torch.zeros_like(scores) for _ in range(world)]
+        dist.all_gather(gathered, scores)
+        params = torch.cat([p.detach().flatten() for p in strategy.model.parameters()])
+        all_params = [torch.zeros_like(params) for _ in range(world)]
+        dist.all_gather(all_params, params)
+        summary[space] = {
+            "scores": [g.tolist() for g in gathered],
+            "seen": plugin.scored_pairs.tolist(),
+            "params_equal": bool(torch.equal(all_params[0], all_params[1])),
+            "steps": len(recorder.steps),
+        }
     if rank == 0:
-        with open(path, "w") as f:
-            json.dump(
-                {
-                    "scores": [g.tolist() for g in gathered],
-                    "seen": plugin.scored_pairs.tolist(),
-                    "params_equal": bool(torch.equal(all_params[0], all_params[1])),
-                },
-                f,
-            )
+        (out_dir / "summary.json").write_text(json.dumps(summary))
     dist.barrier()
     dist.destroy_process_group()
 

@@ -1,0 +1,351 @@
+"""Put deliberate bugs into a copy of the package and check that the tests catch them.
+
+Run by hand (not in CI), from the repository root::
+
+    python tools/mutation_check.py                 # every bug
+    python tools/mutation_check.py --list          # ids and descriptions
+    python tools/mutation_check.py ckpt-no-strategy-buffer mix-lam-swapped
+    python tools/mutation_check.py --area checkpoint
+
+Each bug in :data:`BUGS` is a text patch (``old`` must occur exactly once in
+``file``) plus the tests that must go red. For each bug the script copies the
+packages and the tests to a temporary directory, applies the patch there (the
+working tree is never modified), runs the tests with ``pytest -x`` and prints
+``caught`` (a test failed), ``SURVIVED`` (all passed: a hole in the suite),
+``ERROR`` (pytest could not run the tests, e.g. the patch broke an import) or
+``STALE`` (the patch text is no longer in the file: update the entry). With
+``--baseline`` the selected tests are first run unpatched, which must pass.
+
+To add a bug, append a :class:`Bug` to :data:`BUGS` (the GradMix and
+CalibrateMix sections are there for it); keep ``tests`` as narrow as possible,
+since the script runs them once per bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COPIED = ("avalanche_mixplugins", "ssl_ext", "tests", "examples", "pyproject.toml")
+
+
+@dataclass(frozen=True)
+class Bug:
+    """One deliberate bug: replace ``old`` by ``new`` in ``file``."""
+
+    id: str
+    area: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+    what: str
+    more: tuple[tuple[str, str, str], ...] = ()
+    """Further ``(file, old, new)`` patches applied with the first."""
+
+
+# fmt: off
+BUGS: list[Bug] = [
+    # ------------------------------------------------------------ checkpoints
+    Bug(
+        "ckpt-no-strategy-buffer", "checkpoint", "avalanche_mixplugins/checkpoint.py",
+        '        state["strategy_buffer"] = buffer_state_dict(own)',
+        "        pass",
+        ("tests/test_checkpoint.py::test_every_replay_setup_resumes_exactly",),
+        "a strategy's own buffer (ER-ACE, ER-AML, DER) is left out of the checkpoint",
+    ),
+    Bug(
+        "ckpt-no-replay-plugin-buffer", "checkpoint", "avalanche_mixplugins/checkpoint.py",
+        '        state["buffer"] = buffer_state_dict(plugin.storage_policy)',
+        "        pass",
+        ("tests/test_checkpoint.py::test_every_replay_setup_resumes_exactly",),
+        "ReplayPlugin's buffer is left out of the checkpoint",
+    ),
+    Bug(
+        "ckpt-labels-as-tensors", "checkpoint", "avalanche_mixplugins/checkpoint.py",
+        'v[index] if kind == "tensor" else self._CAST[kind](v[index])',
+        "v[index]",
+        ("tests/test_checkpoint.py::test_every_replay_setup_resumes_exactly",),
+        "rebuilt buffer samples return tensor labels where the stream gave ints "
+        "(the ER-ACE collate crash)",
+    ),
+    Bug(
+        "ckpt-no-reservoir-weights", "checkpoint", "avalanche_mixplugins/checkpoint.py",
+        '    buffer._buffer_weights = state["weights"].clone()',
+        "    buffer._buffer_weights = torch.rand(len(state['weights']))",
+        ("tests/test_checkpoint.py::test_every_replay_setup_resumes_exactly",),
+        "reservoir weights are not restored (the next buffer update keeps other samples)",
+    ),
+    Bug(
+        "ckpt-no-optimizer", "checkpoint", "avalanche_mixplugins/checkpoint.py",
+        '    strategy.optimizer.load_state_dict(state["optimizer"])',
+        "    pass",
+        ("tests/test_checkpoint.py::test_every_replay_setup_resumes_exactly",),
+        "optimizer state (momentum) is not restored",
+    ),
+    Bug(
+        "ckpt-no-rng", "checkpoint", "avalanche_mixplugins/checkpoint.py",
+        '    set_rng_state(state["rng"])\n    return {',
+        "    return {",
+        ("tests/test_checkpoint.py::test_every_replay_setup_resumes_exactly",),
+        "global random states are not restored",
+    ),
+    Bug(
+        "ckpt-no-plugin-state", "checkpoint", "avalanche_mixplugins/checkpoint.py",
+        '        plugin.load_state_dict(state["state"])',
+        "        pass",
+        ("tests/test_checkpoint.py::test_every_replay_setup_resumes_exactly",),
+        "mixing plugins' state (generator, seen classes, pair scores) is not restored",
+    ),
+    Bug(
+        "ckpt-der-logits-dropped", "checkpoint", "avalanche_mixplugins/checkpoint.py",
+        "        for name, attr in dataset._data_attributes.items()\n    ]",
+        '        for name, attr in dataset._data_attributes.items()\n'
+        '        if name != "logits"\n    ]',
+        ("tests/test_checkpoint.py::test_every_replay_setup_resumes_exactly",),
+        "DER's stored logits are not saved with its buffer",
+    ),
+    Bug(
+        "ckpt-mid-experience-allowed", "checkpoint", "avalanche_mixplugins/checkpoint.py",
+        '    if in_iteration and (ssl_state is None or ssl_state.get("position") is None):',
+        "    if False:",
+        ("tests/test_checkpoint.py::"
+         "test_avalanche_strategies_refuse_a_checkpoint_inside_an_experience",),
+        "a checkpoint that cannot resume exactly (inside an experience of an "
+        "Avalanche strategy) is written without a word",
+    ),
+    # ---------------------------------------------------- shared mixing plugin
+    Bug(
+        "mix-lam-swapped", "mixing", "avalanche_mixplugins/plugins/base.py",
+        "batch.logits, batch.y, batch.partner, batch.lam, reduction=\"none\"",
+        "batch.logits, batch.y, batch.partner, 1 - batch.lam, reduction=\"none\"",
+        ("tests/test_plugins.py::test_mixed_loss_and_inputs_match_an_independent_recomputation",),
+        "the label weights are swapped (lam given to the partner's label)",
+    ),
+    Bug(
+        "mix-mean-over-batch", "mixing", "avalanche_mixplugins/plugins/base.py",
+        "loss = (per_sample * w).sum() / w.sum().clamp_min(1.0)",
+        "loss = (per_sample * w).mean()",
+        ("tests/test_plugins.py::test_buffer_samples_are_found_per_strategy",),
+        "the mixed loss is averaged over all samples instead of the counted ones",
+    ),
+    Bug(
+        "mix-weight-ignored", "mixing", "avalanche_mixplugins/plugins/base.py",
+        "strategy.loss = strategy.loss + self.weight * loss",
+        "strategy.loss = strategy.loss + loss",
+        ("tests/test_plugins.py::test_mixed_loss_and_inputs_match_an_independent_recomputation",),
+        "the weight of the mixed loss is ignored",
+    ),
+    Bug(
+        "mix-buffer-not-seen-er-ace", "mixing", "avalanche_mixplugins/plugins/base.py",
+        "        if extra is not None:\n            x = torch.cat([x, extra[0]])",
+        "        if False:\n            x = torch.cat([x, extra[0]])",
+        ("tests/test_plugins.py::test_buffer_samples_are_found_per_strategy",),
+        "ER-ACE/ER-AML buffer samples (mb_buffer_x) are not mixed",
+    ),
+    Bug(
+        "mix-buffer-by-experience-not-label", "mixing", "avalanche_mixplugins/plugins/base.py",
+        "        is_buffer = ~torch.isin(y, self._current)",
+        "        is_buffer = torch.zeros_like(y, dtype=torch.bool)",
+        ("tests/test_plugins.py::test_buffer_samples_are_found_per_strategy",),
+        "previous-class samples are not recognised as buffer samples",
+    ),
+    Bug(
+        "mix-partner-self", "mixing", "avalanche_mixplugins/pairing.py",
+        "    distinct = ~torch.eye(n, dtype=torch.bool, device=is_buffer.device)",
+        "    distinct = torch.ones(n, n, dtype=torch.bool, device=is_buffer.device)",
+        ("tests/test_plugins.py::test_mixed_loss_and_inputs_match_an_independent_recomputation",),
+        "a sample may be paired with itself (no mixing at all for it)",
+    ),
+    Bug(
+        "mix-buffer-current-pairing", "mixing", "avalanche_mixplugins/pairing.py",
+        '        return is_buffer.view(-1, 1) != is_buffer.view(1, -1)',
+        '        return ~torch.eye(n, dtype=torch.bool, device=is_buffer.device)',
+        ("tests/test_plugins.py::test_buffer_samples_are_found_per_strategy",),
+        'pairing="buffer_current" pairs any two samples',
+    ),
+    Bug(
+        "mix-label-check-off", "mixing", "avalanche_mixplugins/plugins/base.py",
+        "    if top >= n_outputs or int(y.min()) < 0:",
+        "    if False:",
+        ("tests/test_plugins.py::test_labels_outside_the_outputs_raise",),
+        "labels outside the model's outputs are not reported",
+    ),
+    Bug(
+        "mix-cutmix-lam-not-corrected", "mixing", "avalanche_mixplugins/mixing.py",
+        "        return cutmix_inputs(x, partner, lam, generator=generator)",
+        "        return cutmix_inputs(x, partner, lam, generator=generator)[0], lam",
+        ("tests/test_plugins.py::test_mixed_loss_and_inputs_match_an_independent_recomputation",),
+        "CutMix's label weight is not corrected to the pasted area",
+    ),
+    Bug(
+        "mix-nan-loss-added", "bad-values", "avalanche_mixplugins/plugins/base.py",
+        "        if not bool(torch.isfinite(loss)):",
+        "        if False:",
+        ("tests/test_bad_input.py::test_non_finite_values_never_enter_gradmix_state",),
+        "a NaN mixed loss is added to the strategy's loss",
+    ),
+    # ---------------------------------------------------------- GradMix
+    Bug(
+        "gm-no-allreduce-buffer-grad", "distributed", "avalanche_mixplugins/plugins/gradmix.py",
+        "            _all_reduce_sum(g_w, g_b, count)",
+        "            pass",
+        ("tests/test_distributed.py",),
+        "the buffer gradient is not all-reduced across ranks",
+    ),
+    Bug(
+        "gm-no-allreduce-pair-sums", "distributed", "avalanche_mixplugins/plugins/gradmix.py",
+        "        _all_reduce_sum(sums, counts)",
+        "        pass",
+        ("tests/test_distributed.py",),
+        "the per-pair sums and counts are not all-reduced across ranks",
+    ),
+    Bug(
+        "gm-allreduce-counts-only", "distributed", "avalanche_mixplugins/plugins/gradmix.py",
+        "            _all_reduce_sum(g_w, g_b, count)",
+        "            _all_reduce_sum(g_w, count)",
+        ("tests/test_distributed.py",),
+        "the buffer gradient's bias part is not all-reduced",
+    ),
+    Bug(
+        "gm-nan-inner-scored", "bad-values", "avalanche_mixplugins/pairing.py",
+        "        valid = valid & torch.isfinite(inner)  # never write NaN or inf into scores\n"
+        "        w = valid.float()\n"
+        "        val = torch.nan_to_num(inner.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)",
+        "        w = valid.float()\n        val = inner.detach().float()",
+        ("tests/test_bad_input.py::test_non_finite_values_never_enter_gradmix_state",),
+        "non-finite inner products are written into the pair scores (both guards, "
+        "in GradMixPlugin.sample_weights and GradientPairs.batch_pair_sums, removed)",
+        more=((
+            "avalanche_mixplugins/plugins/gradmix.py",
+            "valid = batch.active & has_buffer & torch.isfinite(inner)",
+            "valid = batch.active & has_buffer",
+        ),),
+    ),
+    Bug(
+        "gm-seen-without-evidence", "bad-values", "avalanche_mixplugins/pairing.py",
+        "        self.seen = self.seen | has",
+        "        self.seen = self.seen | (counts >= 0)",
+        ("tests/test_bad_input.py::test_non_finite_values_never_enter_gradmix_state",),
+        "every pair is marked scored at each step, with or without evidence",
+    ),
+    # ----------------------------------------------------- CalibrateMix / SSL
+    # (to be added by the owners of ssl_ext)
+]
+# fmt: on
+
+
+def _copy_tree(dest: Path) -> None:
+    for name in COPIED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(
+                src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+
+
+def _run_tests(where: Path, tests: tuple[str, ...], timeout: float) -> tuple[int, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(where), str(where / "tests"), env.get("PYTHONPATH", "")]
+    )
+    env.setdefault("OMP_NUM_THREADS", "1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-x",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "ignore::DeprecationWarning",
+        *tests,
+    ]
+    try:
+        proc = subprocess.run(
+            cmd, cwd=where, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return -1, "timeout"
+    lines = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()]
+    return proc.returncode, lines[-1] if lines else proc.stderr[-300:]
+
+
+def check(bug: Bug, timeout: float) -> tuple[str, str]:
+    """Apply ``bug`` to a fresh copy and run its tests: (verdict, pytest summary)."""
+    with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
+        where = Path(tmp)
+        _copy_tree(where)
+        for file, old, new in ((bug.file, bug.old, bug.new), *bug.more):
+            target = where / file
+            text = target.read_text()
+            if not old or text.count(old) != 1:
+                return "STALE", f"{file}: patch text found {text.count(old)} times"
+            target.write_text(text.replace(old, new))
+        rc, summary = _run_tests(where, bug.tests, timeout)
+    if rc == 0:
+        return "SURVIVED", summary
+    if rc == 1:
+        return "caught", summary
+    if rc == -1:
+        return "caught (timeout)", summary
+    return "ERROR", summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("ids", nargs="*", help="bug ids (default: all)")
+    parser.add_argument("--area", help="only the bugs of this area")
+    parser.add_argument("--list", action="store_true", help="list the bugs and exit")
+    parser.add_argument(
+        "--baseline", action="store_true", help="first run the tests unpatched"
+    )
+    parser.add_argument("--timeout", type=float, default=600.0)
+    args = parser.parse_args(argv)
+    bugs = [b for b in BUGS if (not args.ids or b.id in args.ids)]
+    if args.area:
+        bugs = [b for b in bugs if b.area == args.area]
+    unknown = set(args.ids) - {b.id for b in BUGS}
+    if unknown:
+        parser.error(f"unknown bug ids: {sorted(unknown)}")
+    if args.list:
+        for b in bugs:
+            print(f"{b.id:38s} {b.area:12s} {b.what}")
+        return 0
+    if args.baseline:
+        tests = tuple(sorted({t for b in bugs for t in b.tests}))
+        with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
+            _copy_tree(Path(tmp))
+            rc, summary = _run_tests(Path(tmp), tests, args.timeout)
+        print(f"baseline: {'green' if rc == 0 else 'RED'} ({summary})")
+        if rc != 0:
+            return 2
+    survived = 0
+    print(f"{'bug':38s} {'verdict':10s} tests / pytest summary")
+    for bug in bugs:
+        start = time.monotonic()
+        verdict, summary = check(bug, args.timeout)
+        survived += verdict in ("SURVIVED", "STALE", "ERROR")
+        tests = ", ".join(t.split("::")[-1] for t in bug.tests)
+        print(
+            f"{bug.id:38s} {verdict:10s} {tests} | {summary} "
+            f"({time.monotonic() - start:.0f}s)",
+            flush=True,
+        )
+    print(f"{len(bugs) - survived}/{len(bugs)} caught")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
