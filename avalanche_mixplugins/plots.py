@@ -96,7 +96,9 @@ def fitted_limits(
     bottom = center - span / 2 - margin * span
     top = center + span / 2 + margin * span
     if low >= 0.0 and high <= 1.0:
-        bottom, top = max(bottom, 0.0), min(top, 1.0)
+        # slide the window back inside [0, 1], keeping its span
+        shift = max(0.0, top - 1.0) - max(0.0, -bottom)
+        bottom, top = max(bottom - shift, 0.0), min(top - shift, 1.0)
     return float(bottom), float(top)
 
 
