@@ -200,7 +200,7 @@ def plots(groups, out: Path) -> list[Path]:
     return written
 
 
-def main(argv=None):
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -216,6 +216,11 @@ def main(argv=None):
         default=Path("comparison"),
         help="directory for table.md and the PNGs (default: %(default)s)",
     )
+    return p
+
+
+def main(argv=None):
+    p = parser()
     args = p.parse_args(argv)
     groups = load(args.results)
     args.output.mkdir(parents=True, exist_ok=True)
