@@ -283,6 +283,8 @@ def reliability_diagram_from_confidence(
         ncol=2,
         fontsize=7,
         frameon=False,
+        title=f"ECE = {ece:.4f}",
+        title_fontsize=7,
     )
     n = conf.shape[0]
     summary = (
