@@ -133,3 +133,17 @@ def test_resume_doc_shows_checkpoint_plugin_signature():
         shown.append(p.name if p.default is p.empty else f"{p.name}={p.default!r}")
     expected = f"CheckpointPlugin({', '.join(shown)})"
     assert expected in (ROOT / "docs" / "resume.md").read_text(), expected
+
+
+def test_package_metadata_licence_and_versions():
+    import avalanche_mixplugins
+    import ssl_ext
+
+    text = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'^license = "MIT"$', text, re.MULTILINE)
+    assert re.search(r'^license-files = \["LICENSE"\]$', text, re.MULTILINE)
+    for field in ("authors", "classifiers", "[project.urls]"):
+        assert field in text, field
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    version = re.search(r'^version = "([^"]+)"$', text, re.MULTILINE).group(1)
+    assert avalanche_mixplugins.__version__ == ssl_ext.__version__ == version
