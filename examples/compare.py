@@ -54,8 +54,8 @@ COLUMNS = [
 TIME_NOTES = {
     "train s/iter": "median wall time of one training iteration, from "
     "before_training_iteration to after_training_iteration (forward, every "
-    "plugin's loss terms, backward, optimizer step); data loading and "
-    "evaluation are not included",
+    "plugin's loss terms, backward, optimizer step; on CUDA the device is "
+    "synchronised at both ends); data loading and evaluation are not included",
     "train s": "wall time of strategy.train() for the whole run: training "
     "iterations, data loading, replay-buffer updates; no evaluation",
     "wall s": "wall time of the whole run: training, data loading and every "

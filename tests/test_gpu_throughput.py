@@ -84,3 +84,26 @@ def test_sync_check_arms_the_debug_mode_for_one_iteration(bench, monkeypatch):
     site = bench._classify("/x/site-packages/ssl_ext/strategy.py", 10)
     assert site["site"] == "ssl_ext/strategy.py:10" and site["why"] != "UNDOCUMENTED"
     assert bench._classify("/x/mine.py", 3)["why"] == "UNDOCUMENTED"
+
+
+def test_iteration_timer_synchronises_cuda_only(monkeypatch):
+    from types import SimpleNamespace
+
+    from avalanche_mixplugins.timing import IterationTimer
+
+    with pytest.raises(ValueError, match="synchronize"):
+        IterationTimer(synchronize="yes")
+    synced = []
+    monkeypatch.setattr(torch.cuda, "synchronize", synced.append)
+    for device, flag, expected in [
+        ("cpu", None, 0),
+        ("cpu", True, 0),
+        ("cuda", None, 2),
+        ("cuda", False, 0),
+    ]:
+        synced.clear()
+        timer = IterationTimer(synchronize=flag)
+        strategy = SimpleNamespace(device=torch.device(device))
+        timer.before_training_iteration(strategy)
+        timer.after_training_iteration(strategy)
+        assert len(synced) == expected and len(timer.times) == 1
