@@ -368,6 +368,7 @@ def load_fashion_mnist_tensors(
     dataset_root: str | Path | None = None,
     search_system: bool = True,
     download: bool = True,
+    root_option: str = "dataset_root=<dir>",
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Load the full Fashion-MNIST dataset (60,000 train + 10,000 test images).
 
@@ -397,15 +398,26 @@ def load_fashion_mnist_tensors(
         ``dataset_root``.
     :param download: allow torchvision to download the data into
         ``dataset_root`` when no local copy is found.
+    :param root_option: how the caller's user sets ``dataset_root``, as the
+        error message should name it: ``"dataset_root=<dir>"`` for Python
+        callers (default), e.g. ``"--dataset-root DIR"`` for a command line.
     :return: ``(x_train, y_train, x_test, y_test)`` where images are float32
         tensors of shape ``(N, 1, 28, 28)`` with values in ``[0, 1]`` and
         labels are int64 tensors with values in 0..9 (see
         :data:`FASHION_MNIST_CLASSES` for their names).
     :raises FileNotFoundError: if the data cannot be found nor downloaded; the
         message explains ``apt-get install dataset-fashion-mnist`` and the
-        ``dataset_root`` option.
+        ``dataset_root`` option (worded as ``root_option``).
     :raises ValueError: if a file found is not a valid IDX file.
     """
+    if not isinstance(root_option, str) or not root_option.strip():
+        raise ValueError(
+            "root_option must be a non-empty string naming the dataset-root option "
+            f"(e.g. 'dataset_root=<dir>' or '--dataset-root DIR'), got {root_option!r}"
+        )
+    # the option's name alone: "dataset_root=<dir>" -> "dataset_root"
+    root_name = root_option.replace("=", " ").split()[0]
+    placeholder = root_option[len(root_name) :].lstrip("= ") or "<dir>"
     root = None if dataset_root is None else Path(dataset_root).expanduser()
     user_dirs = [] if root is None else [root / "FashionMNIST" / "raw", root]
     searched: list[Path] = []
@@ -437,13 +449,13 @@ def load_fashion_mnist_tensors(
         "Fashion-MNIST was not found (looked in: "
         f"{looked}). Either install the Debian package with "
         f"`apt-get install {_DEBIAN_PACKAGE}`, or pass "
-        "dataset_root=<dir> with torchvision's layout, i.e. the files "
+        f"{root_option} with torchvision's layout, i.e. the files "
         + ", ".join(f"{stem}[.gz]" for stem in _FASHION_FILES.values())
-        + " in <dir>/FashionMNIST/raw/ (torchvision.datasets.FashionMNIST(<dir>, "
-        "download=True) creates it when a network is available)."
+        + f" in {placeholder}/FashionMNIST/raw/ (torchvision.datasets.FashionMNIST("
+        f"{placeholder}, download=True) creates it when a network is available)."
     )
     if root is None:
-        message += " No dataset_root was given, so no download was attempted."
+        message += f" No {root_name} was given, so no download was attempted."
     elif not download:
         message += " Downloading was disabled (download=False)."
     elif download_error is not None:
@@ -625,6 +637,7 @@ def split_fashion_mnist(
     dataset_root: str | Path | None = None,
     search_system: bool = True,
     download: bool = True,
+    root_option: str = "dataset_root=<dir>",
     train_transform: Callable | None = None,
     eval_transform: Callable | None = None,
     normalize: bool = False,
@@ -648,6 +661,8 @@ def split_fashion_mnist(
     :param search_system: look for the files of the Debian package
         ``dataset-fashion-mnist``.
     :param download: allow torchvision to download into ``dataset_root``.
+    :param root_option: how the missing-data error names ``dataset_root``
+        (see :func:`load_fashion_mnist_tensors`).
     :param train_transform: optional transform applied to each training image
         (a float tensor of shape ``(1, H, W)``, not a PIL image); it forms the
         ``"train"`` transform group.
@@ -668,7 +683,10 @@ def split_fashion_mnist(
     seed = _check_seed(seed)
     order = _check_class_order(fixed_class_order)
     tensors = load_fashion_mnist_tensors(
-        dataset_root=dataset_root, search_system=search_system, download=download
+        dataset_root=dataset_root,
+        search_system=search_system,
+        download=download,
+        root_option=root_option,
     )
     return _build_benchmark(
         tensors,

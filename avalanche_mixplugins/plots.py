@@ -5,22 +5,101 @@ and leave the user's pyplot backend alone; pass ``ax=`` to draw into an
 existing figure, ``path=`` to write a PNG.
 
 * :func:`reliability_diagram`: accuracy and mean confidence per equal-width
-  confidence bin (Niculescu-Mizil & Caruana, ICML 2005; Guo et al., ICML 2017),
-  with the ECE of the same bins in the legend.
-* :func:`pair_score_heatmap`: GradMix's class-pair score matrix.
+  confidence bin (Niculescu-Mizil & Caruana, ICML 2005; Guo et al., ICML 2017);
+  the title gives accuracy, mean confidence and ECE, the legend explains the
+  over- and under-confidence gap bars.
+* :func:`pair_score_heatmap`: GradMix's class-pair score matrix on a
+  diverging scale centred at zero, unscored pairs grey and hatched, the
+  helpful/detrimental counts in the title.
 * :func:`accuracy_matrix_heatmap`: accuracy on experience ``j`` after training
   on experience ``i``.
-* :func:`accuracy_curves`: a metric after each experience, one line per method.
+* :func:`accuracy_curves`: a metric after each experience, one line per method,
+  the y-axis fitted to the data and colours from :func:`method_style`, so a
+  method has the same colour in every figure.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import zlib
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
 from torchmetrics.functional.classification import binary_calibration_error
+
+METHOD_COLORS: dict[str, str] = {
+    "none": "tab:gray",
+    "mixup": "tab:blue",
+    "cutmix": "tab:orange",
+    "gradmix": "tab:green",
+    "calibratemix-fast": "tab:purple",
+    "calibratemix-faithful": "tab:brown",
+}
+"""Colour of each augmentation, the part of a method name after ``+``
+(``"er+gradmix"`` -> ``"gradmix"``; a name without ``+`` is ``"none"``)."""
+
+_SPARE_COLORS = ("tab:red", "tab:pink", "tab:olive", "tab:cyan", "black", "gold")
+_VARIANT_STYLES = ("--", ":", "-.")
+
+
+def _augmentation(name: str) -> tuple[str, str]:
+    """``"er+mixup(buffer_current)"`` -> ``("mixup", "buffer_current")``."""
+    aug = name.split("+", 1)[1] if "+" in name else "none"
+    match = re.fullmatch(r"(.*?)\((.*)\)", aug)
+    if match:
+        return match.group(1), match.group(2)
+    return aug, ""
+
+
+def method_style(name: str) -> dict[str, str]:
+    """Fixed line style of a method: the same in every figure and every run.
+
+    The colour depends only on the augmentation (:data:`METHOD_COLORS`; an
+    unknown one gets a colour from a hash of its name, stable across
+    processes), so ``"er+gradmix"`` and ``"der+gradmix"`` share green. A
+    variant in parentheses (``"er+mixup(buffer_current)"``) keeps the colour
+    and gets a dashed or dotted line.
+
+    :param name: a method name of the examples' result files.
+    :return: ``{"color": ..., "linestyle": ...}`` for ``Axes.plot``.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"method name must be a string, got {name!r}")
+    aug, variant = _augmentation(name)
+    color = METHOD_COLORS.get(aug)
+    if color is None:
+        color = _SPARE_COLORS[zlib.crc32(aug.encode()) % len(_SPARE_COLORS)]
+    linestyle = "-"
+    if variant:
+        linestyle = _VARIANT_STYLES[zlib.crc32(variant.encode()) % len(_VARIANT_STYLES)]
+    return {"color": color, "linestyle": linestyle}
+
+
+def fitted_limits(
+    low: float, high: float, *, margin: float = 0.08, min_span: float = 0.05
+) -> tuple[float, float]:
+    """Axis limits around ``[low, high]`` with a margin, kept inside [0, 1]
+    when the data are.
+
+    :param low: smallest value drawn.
+    :param high: largest value drawn.
+    :param margin: fraction of the span added on each side.
+    :param min_span: smallest span shown (flat curves do not fill the axes).
+    :return: ``(bottom, top)``.
+    """
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return 0.0, 1.0
+    center, span = (low + high) / 2, max(high - low, min_span)
+    bottom = center - span / 2 - margin * span
+    top = center + span / 2 + margin * span
+    if low >= 0.0 and high <= 1.0:
+        # slide the window back inside [0, 1], keeping its span
+        shift = max(0.0, top - 1.0) - max(0.0, -bottom)
+        bottom, top = max(bottom - shift, 0.0), min(top - shift, 1.0)
+    return float(bottom), float(top)
 
 
 def _axes(ax, figsize):
@@ -139,34 +218,83 @@ def reliability_diagram_from_confidence(
     else:
         ece = float("nan")
 
-    fig, ax = _axes(ax, (4.5, 4.5))
+    fig, ax = _axes(ax, (4.8, 4.8))
     width = 1.0 / n_bins
     centers = edges[:-1] + width / 2
+    over = nonempty & (mean_conf > acc)
+    under = nonempty & (mean_conf < acc)
+    # opaque bars, no overlap: the accuracy bar is blue up to
+    # min(accuracy, confidence); the gap between the two is red above it
+    # (over-confident) or orange below the bar's top (under-confident)
     ax.bar(
         centers[nonempty],
-        acc[nonempty],
+        np.minimum(acc, mean_conf)[nonempty],
         width=width,
-        edgecolor="black",
         color="tab:blue",
-        label="accuracy",
+        edgecolor="black",
+        linewidth=0.6,
     )
     ax.bar(
-        centers[nonempty],
-        (mean_conf - acc)[nonempty],
-        bottom=acc[nonempty],
+        centers[over],
+        (mean_conf - acc)[over],
+        bottom=acc[over],
         width=width,
+        color="#f4a6a6",
         edgecolor="tab:red",
-        color="tab:red",
-        alpha=0.3,
-        label="gap",
+        hatch="//",
+        linewidth=0.6,
     )
-    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
+    ax.bar(
+        centers[under],
+        (acc - mean_conf)[under],
+        bottom=mean_conf[under],
+        width=width,
+        color="#fdd49e",
+        edgecolor="tab:orange",
+        hatch="\\\\",
+        linewidth=0.6,
+    )
+    ax.plot([0, 1], [0, 1], linestyle="--", color="gray")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
-    ax.set_title(title if title is not None else f"Reliability ({n_bins} bins)")
-    ax.legend(loc="upper left", title=f"ECE = {ece:.4f}")
+    ax.set_xlabel("confidence (mean in bin)")
+    ax.set_ylabel("accuracy in bin")
+    handles = [
+        Patch(facecolor="tab:blue", edgecolor="black", label="accuracy (bar top)"),
+        Patch(
+            facecolor="#f4a6a6",
+            edgecolor="tab:red",
+            hatch="//",
+            label="gap: confidence > accuracy (over-confident)",
+        ),
+        Patch(
+            facecolor="#fdd49e",
+            edgecolor="tab:orange",
+            hatch="\\\\",
+            label="gap: accuracy > confidence (under-confident)",
+        ),
+        ax.lines[-1],
+    ]
+    handles[-1].set_label("perfect calibration")
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.13),
+        ncol=2,
+        fontsize=7,
+        frameon=False,
+        title=f"ECE = {ece:.4f}",
+        title_fontsize=7,
+    )
+    n = conf.shape[0]
+    summary = (
+        f"accuracy {correct.mean():.3f}, confidence {conf.mean():.3f}, "
+        f"ECE {ece:.3f} ({n_bins} bins, n={n})"
+        if n
+        else "no predictions"
+    )
+    head = title if title is not None else "Reliability diagram"
+    ax.set_title(f"{head}\n{summary}", fontsize=9)
     _save(fig, path)
     return fig
 
@@ -189,33 +317,102 @@ def pair_score_heatmap(
 ):
     """Heatmap of GradMix's ``C x C`` class-pair scores.
 
-    Positive (helpful) pairs are blue, negative (detrimental) red, on a scale
-    symmetric around 0; pairs never scored (``seen`` false) are left blank.
+    Helpful pairs (score > 0, mixed by GradMix) are blue, detrimental ones
+    (score <= 0, not mixed) red, on a diverging colour map centred at zero
+    (limits symmetric around 0). Pairs never scored (``seen`` false, or a
+    non-finite score) are drawn grey and hatched. The title counts helpful,
+    detrimental and unscored class pairs ``a <= b``, as
+    ``GradMixPlugin.helpful_pairs()`` and ``helpful_fraction()`` do.
 
     :param scores: ``(C, C)`` matrix, e.g. ``GradMixPlugin.pair_scores``.
-    :param seen: optional bool ``(C, C)``, e.g. ``GradMixPlugin.scored_pairs``.
+    :param seen: optional bool ``(C, C)``, e.g. ``GradMixPlugin.scored_pairs``;
+        default: every finite score counts as scored.
     :param class_names: optional labels of the axes.
     :return: the matplotlib ``Figure``.
     """
     m = _matrix(scores)
     if m.shape[0] != m.shape[1]:
         raise ValueError(f"pair scores must be square, got shape {m.shape}")
+    scored = np.isfinite(m)
     if seen is not None:
-        mask = _matrix(seen) > 0
-        m = np.where(mask, m, np.nan)
-    fig, ax = _axes(ax, (5.2, 4.5))
-    lim = float(np.nanmax(np.abs(m))) if np.isfinite(m).any() else 1.0
-    image = ax.imshow(m, cmap="RdBu", vmin=-lim, vmax=lim)
-    fig.colorbar(image, ax=ax, label="mean <g_mix, g_buffer>")
+        seen_m = _matrix(seen)
+        if seen_m.shape != m.shape:
+            raise ValueError(
+                f"seen must have the shape of scores {m.shape}, got {seen_m.shape}"
+            )
+        scored &= seen_m > 0
+    masked = np.ma.masked_array(np.where(scored, m, 0.0), mask=~scored)
+    upper = np.triu(np.ones_like(scored, dtype=bool))
+    n_helpful = int((scored & upper & (m > 0)).sum())
+    n_bad = int((scored & upper & ~(m > 0)).sum())
+    n_unscored = int((~scored & upper).sum())
+
+    fig, ax = _axes(ax, (5.8, 5.2))
+    # the colour scale saturates at the 90th percentile of |score|, so one
+    # large pair does not wash the others out; the sign (helpful or not)
+    # stays readable and the colour bar marks the clipped ends
+    magnitudes = np.abs(m[scored])
+    lim = float(np.quantile(magnitudes, 0.9)) if magnitudes.size else 1.0
+    if not lim > 0:
+        lim = (
+            float(magnitudes.max()) if magnitudes.size and magnitudes.max() > 0 else 1.0
+        )
+    extend = "both" if magnitudes.size and magnitudes.max() > lim else "neither"
+    cmap = _colormap("RdBu").with_extremes(bad="#d9d9d9")
+    image = ax.imshow(masked, cmap=cmap, vmin=-lim, vmax=lim)
+    for i, j in zip(*np.nonzero(~scored)):
+        ax.add_patch(
+            Rectangle(
+                (j - 0.5, i - 0.5),
+                1,
+                1,
+                facecolor="#d9d9d9",
+                edgecolor="#8c8c8c",
+                hatch="///",
+                linewidth=0.0,
+            )
+        )
+    fig.colorbar(
+        image,
+        ax=ax,
+        extend=extend,
+        label="score: mean <g_mix, g_buffer> (0 at centre)",
+    )
     ticks = np.arange(m.shape[0])
     names = list(class_names) if class_names is not None else [str(i) for i in ticks]
     ax.set_xticks(ticks, names, rotation=90 if class_names is not None else 0)
     ax.set_yticks(ticks, names)
     ax.set_xlabel("class")
     ax.set_ylabel("class")
-    ax.set_title(title if title is not None else "GradMix class-pair scores")
+    if n_unscored:
+        ax.legend(
+            handles=[
+                Patch(
+                    facecolor="#d9d9d9",
+                    edgecolor="#8c8c8c",
+                    hatch="///",
+                    label="not scored",
+                )
+            ],
+            loc="upper left",
+            bbox_to_anchor=(0.0, -0.12),
+            fontsize=7,
+            frameon=False,
+        )
+    head = title if title is not None else "GradMix class-pair scores"
+    ax.set_title(
+        f"{head}\nhelpful (>0): {n_helpful}, detrimental (<=0): {n_bad}, "
+        f"unscored: {n_unscored}\n(class pairs a <= b, {int(upper.sum())} in all)",
+        fontsize=9,
+    )
     _save(fig, path)
     return fig
+
+
+def _colormap(name: str):
+    from matplotlib import colormaps
+
+    return colormaps[name]
 
 
 def accuracy_matrix_heatmap(
@@ -257,25 +454,46 @@ def accuracy_curves(
     ax=None,
     ylabel: str = "average accuracy on seen experiences",
     title: str | None = None,
+    ylim: tuple[float, float] | None = None,
 ):
     """One line per method of a metric after each experience, with a std band.
 
+    Each method's colour and line style come from :func:`method_style`, so a
+    method looks the same in every figure; the y-axis is fitted to the
+    curves and their bands (:func:`fitted_limits`), not fixed to ``[0, 1]``.
+
     :param curves: mapping ``name -> (mean, std)`` of equal-length sequences
         (``std`` may be ``None``).
+    :param ylim: ``(bottom, top)`` to override the fitted limits, e.g. the
+        same for every panel of a figure.
     """
     if not curves:
         raise ValueError("curves is empty: give at least one method")
     fig, ax = _axes(ax, (5.5, 4.0))
+    low, high = np.inf, -np.inf
+    longest = 0
     for name, (mean, std) in curves.items():
-        mean = np.asarray(mean, dtype=float)
+        mean = np.asarray(mean, dtype=float).reshape(-1)
         x = np.arange(1, len(mean) + 1)
-        ax.plot(x, mean, marker="o", label=name)
+        longest = max(longest, len(mean))
+        style = method_style(str(name))
+        ax.plot(x, mean, marker="o", label=name, **style)
+        lo, hi = mean, mean
         if std is not None:
-            std = np.asarray(std, dtype=float)
-            ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+            std = np.asarray(std, dtype=float).reshape(-1)
+            if std.shape != mean.shape:
+                raise ValueError(
+                    f"{name}: std has {std.shape[0]} values but mean has {mean.shape[0]}"
+                )
+            lo, hi = mean - std, mean + std
+            ax.fill_between(x, lo, hi, alpha=0.15, color=style["color"], linewidth=0)
+        if np.isfinite(lo).any():
+            low = min(low, float(np.nanmin(lo)))
+            high = max(high, float(np.nanmax(hi)))
     ax.set_xlabel("experiences trained")
     ax.set_ylabel(ylabel)
-    ax.set_ylim(0, 1)
+    ax.set_xticks(np.arange(1, longest + 1))
+    ax.set_ylim(*(ylim if ylim is not None else fitted_limits(low, high)))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title if title is not None else "")
@@ -284,8 +502,11 @@ def accuracy_curves(
 
 
 __all__ = [
+    "METHOD_COLORS",
     "accuracy_curves",
     "accuracy_matrix_heatmap",
+    "fitted_limits",
+    "method_style",
     "pair_score_heatmap",
     "reliability_diagram",
     "reliability_diagram_from_confidence",

