@@ -268,6 +268,10 @@ def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     return -(targets.to(logp.dtype) * logp).sum(dim=1)
 
 
+def _is_ddp(model: nn.Module) -> bool:
+    return isinstance(model, nn.parallel.DistributedDataParallel)
+
+
 def _trainable(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
 
@@ -288,6 +292,9 @@ def per_sample_gradients(
     """
     from torch.func import functional_call, grad, vmap
 
+    # torch.func cannot transform through DistributedDataParallel's forward;
+    # the wrapped module holds the same parameters
+    model = getattr(model, "module", model) if _is_ddp(model) else model
     params = _trainable(model)
     buffers = {k: v.detach() for k, v in model.named_buffers()}
     was_training = model.training

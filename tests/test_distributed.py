@@ -128,20 +128,12 @@ def single_process_step(space: str, a: dict, b: dict, exp) -> GradMixPlugin:
     return plugin
 
 
-FULL_UNDER_DDP = pytest.mark.xfail(
-    strict=True,
-    reason='grad_space="full" fails under DDP: torch.func cannot transform '
-    "through DistributedDataParallel's forward (gradients.per_sample_gradients "
-    "should use the wrapped model.module)",
-)
-
-
 def worker_error(out: Path, space: str) -> str | None:
     return json.loads((out / "summary.json").read_text())[space].get("error")
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("space", ["last", pytest.param("full", marks=FULL_UNDER_DDP)])
+@pytest.mark.parametrize("space", ["last", "full"])
 def test_two_ranks_equal_one_process_on_the_union_of_their_batches(two_ranks, space):
     error = worker_error(two_ranks, space)
     assert error is None, error
@@ -183,7 +175,7 @@ def test_two_ranks_equal_one_process_on_the_union_of_their_batches(two_ranks, sp
 @pytest.mark.distributed
 def test_two_ranks_hold_identical_pair_scores_and_weights(two_ranks):
     summary = json.loads((two_ranks / "summary.json").read_text())
-    for space in ("last",):  # "full": see FULL_UNDER_DDP
+    for space in ("last", "full"):
         res = summary[space]
         rank0, rank1 = res["scores"]
         assert rank0 == rank1

@@ -122,7 +122,12 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         experience boundary). The last two are kept for ablations.
     :param asymmetric: see :class:`MixingPlugin` (``None``: on for ER-ACE
         and ER-AML).
-    :param seed: seed of the plugin's random generator.
+    :param seed: seed of the plugin's random generator. Under
+        ``torch.distributed`` every rank must use the same seed (the default
+        ``None`` draws it from torch's global generator, which the ranks
+        share when seeded alike): with ``prob < 1`` the ranks decide together
+        whether a step is mixed, and a rank that skipped would leave the
+        others waiting in the all-reduce.
     """
 
     def __init__(
