@@ -147,7 +147,7 @@ class Poisoner(SupervisedPlugin):
     def _logits(self, module, args, output):
         if self.poisoned and self.site == "logits":
             output = output.clone()
-            output[0, 0] = float("nan")
+            output[:, 0] = float("nan")  # one class column: reaches every loss form
             return output
         return None
 
