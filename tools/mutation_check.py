@@ -237,6 +237,70 @@ BUGS: list[Bug] = [
         ("tests/test_bad_input.py::test_non_finite_values_never_enter_gradmix_state",),
         "every pair is marked scored at each step, with or without evidence",
     ),
+    Bug(
+        "gm-loss-ignores-scores", "gradmix", "avalanche_mixplugins/plugins/gradmix.py",
+        "        return (batch.active & self.policy.helpful(batch.y, batch.partner)).float()",
+        "        return batch.active.float()",
+        ("tests/test_gradmix_method.py::test_mixed_loss_keeps_helpful_pairs_and_divides_by_candidates",),
+        "the mixed loss counts every candidate, whatever its pair's score",
+    ),
+    Bug(
+        "gm-score-sign-flipped", "gradmix", "avalanche_mixplugins/plugins/gradmix.py",
+        "        return leave_one_out_mean(\n",
+        "        return -leave_one_out_mean(\n",
+        ("tests/test_gradmix_method.py::test_scores_are_leave_one_out_inner_products_with_the_old_class_gradient",),
+        "the inner products (and so the pair scores) have the wrong sign",
+    ),
+    Bug(
+        "gm-partners-ignore-policy", "gradmix", "avalanche_mixplugins/plugins/gradmix.py",
+        "        return super().select_pairs(strategy, y, is_buffer)",
+        "        return draw_partners(allowed_pairs(is_buffer, self.policy.pairing), "
+        "generator=self.generator)",
+        ("tests/test_gradmix_method.py::test_partners_never_form_a_pair_known_detrimental",),
+        "partners are drawn at random, without the pair policy",
+    ),
+    Bug(
+        "gm-buffer-from-current", "gradmix", "avalanche_mixplugins/plugins/gradmix.py",
+        "g_w, g_b, count = last_layer_gradient_sum(h, z, targets, batch.is_buffer)",
+        "g_w, g_b, count = last_layer_gradient_sum(h, z, targets, ~batch.is_buffer)",
+        ("tests/test_gradmix_method.py::test_scores_are_leave_one_out_inner_products_with_the_old_class_gradient",),
+        "the buffer gradient is computed from current-class samples",
+    ),
+    Bug(
+        "gm-self-correlation", "gradmix", "avalanche_mixplugins/plugins/gradmix.py",
+        "        leave_one_out: bool = True,",
+        "        leave_one_out: bool = False,",
+        ("tests/test_gradmix_method.py::test_scores_are_leave_one_out_inner_products_with_the_old_class_gradient",),
+        "the buffer mean includes the candidate's own source samples",
+    ),
+    Bug(
+        "gm-loss-over-survivors", "gradmix", "avalanche_mixplugins/plugins/gradmix.py",
+        '        loss_norm: str = "candidates",',
+        '        loss_norm: str = "survivors",',
+        ("tests/test_gradmix_method.py::test_mixed_loss_keeps_helpful_pairs_and_divides_by_candidates",),
+        "the mixed loss is divided by the helpful samples (each survivor weighs more)",
+    ),
+    Bug(
+        "gm-loss-over-active", "gradmix", "avalanche_mixplugins/plugins/gradmix.py",
+        '        loss_norm: str = "candidates",',
+        '        loss_norm: str = "active",',
+        ("tests/test_gradmix_method.py::test_mixed_loss_keeps_helpful_pairs_and_divides_by_candidates",),
+        "the mixed loss is divided by the samples that got a partner",
+    ),
+    Bug(
+        "mix-no-asymmetric-under-ace", "plugins", "avalanche_mixplugins/plugins/base.py",
+        "        return isinstance(strategy, (ER_ACE, ER_AML))",
+        "        return False",
+        ("tests/test_asymmetric.py",),
+        "under ER-ACE, current-current candidates are trained over every class",
+    ),
+    Bug(
+        "gm-fidelity-sign", "gradmix", "avalanche_mixplugins/pairing.py",
+        "        smoothed = self.momentum * self.scores + (1.0 - self.momentum) * mean",
+        "        smoothed = self.momentum * self.scores - (1.0 - self.momentum) * mean",
+        ("tests/test_gradmix_method.py::test_pair_scores_predict_what_a_step_does_to_old_classes",),
+        "the smoothing subtracts new evidence (scores stop tracking the measured effect)",
+    ),
     # ----------------------------------------------------- CalibrateMix / SSL
     # (to be added by the owners of ssl_ext)
 ]
