@@ -143,6 +143,57 @@ def verdict(methods: dict) -> str:
     )
 
 
+def plot(path: str, out_dir: str) -> list[Path]:
+    """One figure per setting: accuracy and forgetting per method, with seeds."""
+    from matplotlib.figure import Figure
+
+    from avalanche_mixplugins.plots import method_style
+
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+    groups: dict = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        c = r["config"]
+        key = f"{c['dataset']}_{c['split']}_{c['strategy']}_mem{c['mem_size']}_ep{c['epochs']}"
+        groups[key][label(r)].append(r)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for key, methods in groups.items():
+        fig = Figure(figsize=(8, 3.2))
+        names = list(methods)
+        for k, (metric, title) in enumerate(
+            (("final_accuracy", "final accuracy (%)"), ("forgetting", "forgetting (%)"))
+        ):
+            ax = fig.add_subplot(1, 2, k + 1)
+            for i, name in enumerate(names):
+                aug = name.replace("gradmix_cutmix", "gradmix(cutmix op)")
+                style = method_style(f"x+{aug}")
+                vals = np.array([r[metric] for r in methods[name]]) * 100
+                ax.bar(
+                    i,
+                    vals.mean(),
+                    yerr=vals.std(),
+                    color=style["color"],
+                    hatch="//" if style["linestyle"] != "-" else None,
+                    edgecolor="black",
+                    capsize=3,
+                )
+                ax.plot([i] * len(vals), vals, "k.", ms=4)
+            lo = min(np.min([r[metric] for r in v]) for v in methods.values()) * 100
+            hi = max(np.max([r[metric] for r in v]) for v in methods.values()) * 100
+            pad = max(1.0, 0.15 * (hi - lo))
+            ax.set_ylim(lo - pad, hi + pad)
+            ax.set_xticks(range(len(names)))
+            ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+            ax.set_title(title, fontsize=9)
+        fig.suptitle(f"{key} (bars: mean ± std over seeds; dots: seeds)", fontsize=9)
+        fig.tight_layout()
+        path_png = out / f"{key}.png"
+        fig.savefig(path_png, dpi=110)
+        written.append(path_png)
+    return written
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -163,9 +214,15 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default="results/sweep.jsonl")
     p.add_argument("--table", default=None, help="print the tables of a JSONL file")
+    p.add_argument(
+        "--plot", default=None, help="with --table: write one PNG per setting here"
+    )
     args = p.parse_args(argv)
     if args.table:
         print(table(args.table))
+        if args.plot:
+            for path in plot(args.table, args.plot):
+                print(f"wrote {path}")
         return
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
