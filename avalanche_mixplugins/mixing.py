@@ -231,7 +231,12 @@ def mixed_cross_entropy(
     nll_a = -logp.gather(1, y.view(-1, 1)).squeeze(1)
     nll_b = -logp.gather(1, y[partner].view(-1, 1)).squeeze(1)
     lam = lam.to(logp)
-    per_sample = lam * nll_a + (1.0 - lam) * nll_b
+    # a term of weight 0 contributes 0 even when its label's logit is masked
+    # out (-inf), e.g. an empty CutMix box under an asymmetric loss
+    zero = torch.zeros_like(nll_a)
+    per_sample = torch.where(lam > 0, lam * nll_a, zero) + torch.where(
+        lam < 1, (1.0 - lam) * nll_b, zero
+    )
     if reduction == "none":
         return per_sample
     if reduction == "sum":

@@ -109,18 +109,26 @@ def _check_label_range(y: Tensor, n_outputs: int) -> None:
 
 
 def current_only_mask(
-    y: Tensor, is_buffer: Tensor, partner: Tensor, num_classes: int
+    y: Tensor,
+    is_buffer: Tensor,
+    partner: Tensor,
+    num_classes: int,
+    lam: Tensor | None = None,
 ) -> Tensor:
     """Bool ``(N, C)`` mask of the logits an asymmetric cross-entropy leaves out.
 
     A candidate mixed from two current samples is scored over the classes of
     the current samples of the batch only (as ER-ACE scores current samples),
     so it never pushes previous-class logits down; a candidate with a buffer
-    source keeps every logit.
+    source keeps every logit. With ``lam`` given, a partner that contributes
+    nothing (``lam = 1``, an empty CutMix box) does not count as a source.
     """
     present = torch.zeros(num_classes, dtype=torch.bool, device=y.device)
     present[y[~is_buffer]] = True
-    current_pair = ~is_buffer & ~is_buffer[partner]
+    partner_is_buffer = is_buffer[partner]
+    if lam is not None:  # lam = 1 (e.g. an empty CutMix box): nothing was mixed in
+        partner_is_buffer = partner_is_buffer & (lam.to(y.device) < 1.0)
+    current_pair = ~is_buffer & ~partner_is_buffer
     return current_pair.view(-1, 1) & ~present.view(1, -1)
 
 
@@ -292,7 +300,7 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
             _check_label_range(y, logits.shape[1])
         mask = None
         if self._asymmetric(strategy):
-            mask = current_only_mask(y, is_buffer, partner, logits.shape[1])
+            mask = current_only_mask(y, is_buffer, partner, logits.shape[1], lam_y)
             logits = logits.masked_fill(mask, float("-inf"))
         return MixedBatch(
             x, y, t, is_buffer, partner, active, lam_y, x_mix, logits, mask
