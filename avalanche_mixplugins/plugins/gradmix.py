@@ -93,6 +93,9 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
     buffer, GradMix behaves as plain Mixup (``no_buffer="mixup"``) or does not
     mix (``"none"``). Under ``torch.distributed`` the buffer gradient and the
     per-pair sums are all-reduced, so every rank holds the same scores.
+    Each default was chosen on data held out of the training split; the
+    measurements (score fidelity, loss scale, ER-ACE) are in the package's
+    ``docs/gradmix.md``.
 
     :param alpha: ``lam ~ Beta(alpha, alpha)`` (> 0).
     :param mix: ``"mixup"`` or ``"cutmix"`` (GradMix+CutMix is an extension).
@@ -102,6 +105,8 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
     :param grad_space: ``"last"`` (closed form, last linear layer) or
         ``"full"`` (exact, all parameters).
     :param momentum: smoothing of the pair scores across steps, in [0, 1).
+        0.9 agreed best with the measured effect of a step on held-out
+        previous-class loss (0.99 and a running mean lag behind the model).
     :param refresh: fraction of samples paired ignoring the scores, in [0, 1].
     :param fallback: ``"none"`` or ``"same_class"`` for samples with no
         helpful partner.
