@@ -356,6 +356,8 @@ def run(args, seed, data):
             alpha=args.calibratemix_alpha,
             mix_weight=args.calibratemix_weight,
             double_base_loss=double,
+            k_fraction=args.calibratemix_k_fraction,
+            split_rule=args.calibratemix_split,
             seed=seed,
         )
         plugins.insert(0, cm)
@@ -530,6 +532,21 @@ def parser():
         choices=("auto", "on", "off"),
         help="count the base SSL loss twice (the release's L1 + L2); auto: on "
         "in faithful mode, off in fast mode (default: %(default)s)",
+    )
+    p.add_argument(
+        "--calibratemix-k-fraction",
+        type=float,
+        default=0.05,
+        help="least-similar candidates as a fraction of the unlabeled batch; "
+        "1.0 draws partners uniformly among all of the required kind (an "
+        "ablation of the dissimilar pairing) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--calibratemix-split",
+        default="dynamics",
+        choices=("dynamics", "random"),
+        help="easy/hard split from AUM/APM, or at random (an ablation) "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--calibratemix-loss",

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 MODES = ("fast", "faithful")
+SPLIT_RULES = ("dynamics", "random")
 RELEASE_WARMUP_FRACTION = 150_000 / 2**20
 """Warm-up of the release: 150,000 of 2^20 iterations (about 14.3%)."""
 
@@ -135,6 +136,9 @@ class CalibrateMixPlugin(SupervisedPlugin):
         ``None``: the mode's default.
     :param min_apm_updates: APM updates (this step's included) an unlabeled
         sample needs to be decided (1: every sample whose logits were finite).
+    :param split_rule: ``"dynamics"`` (the method: AUM / APM) or ``"random"``,
+        an ablation that splits both batches at random (uniform scores;
+        undecided samples stay undecided), everything else unchanged.
     :param apm_dtype: storage dtype of the APM table (``torch.float16``
         halves its ``4 N C`` bytes, see :mod:`ssl_ext.dynamics`).
     :param seed: seed of the plugin's CPU generator (lambdas, partner draws);
@@ -153,6 +157,7 @@ class CalibrateMixPlugin(SupervisedPlugin):
         mix_weight: float = 1.0,
         double_base_loss: bool | None = None,
         min_apm_updates: int = 1,
+        split_rule: str = "dynamics",
         apm_dtype: torch.dtype = torch.float32,
         seed: int | None = None,
     ):
@@ -187,6 +192,11 @@ class CalibrateMixPlugin(SupervisedPlugin):
             raise ValueError(
                 f"min_apm_updates must be a positive integer, got {min_apm_updates!r}"
             )
+        if split_rule not in SPLIT_RULES:
+            raise ValueError(
+                f"split_rule must be one of {SPLIT_RULES}, got {split_rule!r}"
+            )
+        self.split_rule = split_rule
         self.mode = mode
         self.warmup = warmup
         self.alpha = float(alpha)
@@ -315,6 +325,9 @@ class CalibrateMixPlugin(SupervisedPlugin):
         if not self._batch_ok(strategy):
             return
         aum, apm, decided = self.split_scores(strategy)
+        if self.split_rule == "random":
+            aum = torch.rand(aum.shape, generator=self.generator).to(aum.device)
+            apm = torch.rand(apm.shape, generator=self.generator).to(apm.device)
         self.mixed = make_mixed_batch(
             strategy.mb_x,
             strategy.mb_ulb_weak,
@@ -484,4 +497,10 @@ class CalibrateMixPlugin(SupervisedPlugin):
         self._resumed_sums = self._sums
 
 
-__all__ = ["DIAGNOSTICS", "MODES", "RELEASE_WARMUP_FRACTION", "CalibrateMixPlugin"]
+__all__ = [
+    "DIAGNOSTICS",
+    "MODES",
+    "SPLIT_RULES",
+    "RELEASE_WARMUP_FRACTION",
+    "CalibrateMixPlugin",
+]

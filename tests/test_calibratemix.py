@@ -509,6 +509,34 @@ def test_no_apm_update_during_warmup_and_state_round_trip(digits):
     )
 
 
+def test_apm_is_read_at_this_steps_pseudo_label_and_history_decides():
+    """Sample 0 was confidently class 0 twice (APM row 0.9985 x (3, -3, -3):
+    a = 0.997, then 0.997 / 2), but this step's weak logits say class 1: the
+    split reads APM[0, 1] = -2.9955, not the row's largest value. Sample 2
+    was never updated: undecided."""
+    from types import SimpleNamespace
+
+    cm = CalibrateMixPlugin(min_apm_updates=1)
+    cm.aum = AUMTracker(num_samples=2)
+    cm.apm = APMTracker(num_samples=3)
+    for _ in range(2):
+        cm.apm.update(torch.tensor([[3.0, 0.0, 0.0]]), torch.tensor([0]))
+    cm.apm.update(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([1]))
+    strategy = SimpleNamespace(
+        mb_index=torch.tensor([0, 1]),
+        mb_ulb_index=torch.tensor([0, 1, 2]),
+        mb_ulb_weak_output=torch.tensor(
+            [[0.0, 1.0, 0.0], [0.0, 0.0, 2.0], [1.0, 0.0, 0.0]]
+        ),
+    )
+    _, apm, decided = cm.split_scores(strategy)
+    assert apm[0].item() == pytest.approx(-3 * 0.9985, abs=1e-4)
+    assert apm[1].item() == pytest.approx(0.997, abs=1e-4)  # top1 - top2 = 1
+    assert decided.tolist() == [True, True, False]
+    cm.min_apm_updates = 2
+    assert cm.split_scores(strategy)[2].tolist() == [True, False, False]
+
+
 class MetricSink:
     """A logger keeping every metric value the evaluator hands it."""
 
@@ -688,3 +716,5 @@ def test_plugin_bad_arguments():
         CalibrateMixPlugin(double_base_loss="yes")
     with pytest.raises(ValueError, match="min_apm_updates"):
         CalibrateMixPlugin(min_apm_updates=0)
+    with pytest.raises(ValueError, match="split_rule"):
+        CalibrateMixPlugin(split_rule="median")
