@@ -316,7 +316,7 @@ def run(args, seed, data):
         method += f"+{args.tag}"
     setting = f"{args.dataset} labels={n_labels} iters={args.iterations}"
     if args.unlabeled:
-        setting += f" unlabeled={pool_idx.numel()}"
+        setting += f" unlabeled={args.unlabeled}"
     if args.eval_on == "val":
         setting += " eval=val"
     tag = _slug(
