@@ -74,14 +74,19 @@ def tables(runs) -> str:
                 b = base.get((algo, r["seed"]))
                 if b is None or r is b:
                     continue
-                changes.append(_ece(r) / _ece(b) - 1)
-                dacc.append(r["final_average_accuracy"] - b["final_average_accuracy"])
+                changes.append((r["seed"], _ece(r) / _ece(b) - 1))
+                dacc.append(
+                    (
+                        r["seed"],
+                        r["final_average_accuracy"] - b["final_average_accuracy"],
+                    )
+                )
             out.append(
                 f"| {method} | {len(rs)} | {_ms(acc)} | {_ms([_ece(r) for r in rs])} "
                 f"| {_ms([_ece(r, 10) for r in rs])} "
-                f"| {', '.join(_pct(c) for c in changes)} "
-                f"| {_pct(statistics.mean(changes)) if changes else ''} "
-                f"| {', '.join(f'{d:+.4f}' for d in dacc)} |"
+                f"| {', '.join(f's{k} {_pct(c)}' for k, c in changes)} "
+                f"| {_pct(statistics.mean(c for _, c in changes)) if changes else ''} "
+                f"| {', '.join(f's{k} {d:+.4f}' for k, d in dacc)} |"
             )
         out.append("")
     cms = [r for r in runs if r.get("calibratemix")]
