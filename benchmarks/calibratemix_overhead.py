@@ -8,7 +8,9 @@ first round is not timed (allocator and thread-pool warm-up). CalibrateMix
 has no warm-up here, so every timed iteration mixes. The table gives the
 median time of an iteration (``before_training_iteration`` to
 ``after_training_iteration``: views, forward(s), backward, step) and the
-ratios; the target is ``fast <= 0.6 x faithful``.
+ratios; the targets are ``fast <= 1.15 x base`` (the fast mode's one extra
+forward and backward of the ``B`` mixed samples, plus the split and pairing)
+and ``fast <= 0.6 x faithful``.
 
     python benchmarks/calibratemix_overhead.py --rounds 7 --iterations 20
 
@@ -136,10 +138,12 @@ def main(argv=None):
     print("| --- | ---: | ---: |")
     for v in ("base", "fast", "faithful"):
         print(f"| {v} | {med[v]:.4f} | {med[v] / med['base']:.2f} |")
+    over = med["fast"] / med["base"]
     ratio = med["fast"] / med["faithful"]
     print(
-        f"\nfast / faithful = {ratio:.2f} (target <= 0.6: "
-        f"{'met' if ratio <= 0.6 else 'missed'})"
+        f"\nfast / base = {over:.2f} (target <= 1.15: "
+        f"{'met' if over <= 1.15 else 'missed'}); fast / faithful = {ratio:.2f} "
+        f"(target <= 0.6: {'met' if ratio <= 0.6 else 'missed'})"
     )
     return med
 

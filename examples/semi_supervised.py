@@ -8,18 +8,24 @@ model used for evaluation (the EMA teacher if ``--ema`` > 0) on the test
 split, prints accuracy and calibration, and writes one JSON result file per
 seed, readable by ``examples/compare.py``.
 
-Offline default (Fashion-MNIST from the Debian package
-``dataset-fashion-mnist``, 40 labels, a small CNN)::
+The defaults are a CPU-sized run (Fashion-MNIST from the Debian package
+``dataset-fashion-mnist``, 40 labels, a small CNN, B = 16, mu = 7, 1,000
+iterations, an EMA teacher of decay 0.999 with timm's EMA warm-up, so it
+averages over a window that fits the budget): about 1.5-2 minutes on two
+CPU cores::
 
-    python examples/semi_supervised.py --dataset fashion_mnist --labels 40 \\
-        --algorithm softmatch --calibratemix fast --iterations 1000 \\
-        --batch-size 16 --mu 4 --threads 1
+    python examples/semi_supervised.py --calibratemix fast --threads 1
 
-The settings of the paper (a GPU, the dataset files, 2^20 iterations)::
+``--preset usb`` gives the paper's settings (B 64, mu 7, EMA 0.999 without
+warm-up, 2^20 iterations; a GPU and the dataset files)::
 
-    python examples/semi_supervised.py --dataset cifar10 --dataset-root ~/data \\
-        --labels 40 --algorithm softmatch --calibratemix faithful \\
-        --iterations 1048576 --batch-size 64 --mu 7 --device cuda --amp
+    python examples/semi_supervised.py --preset usb --dataset cifar10 \\
+        --dataset-root ~/data --labels 40 --calibratemix faithful \\
+        --device cuda --amp
+
+``--val-size N`` carves N images from the training split (never labeled,
+never in the unlabeled pool) and ``--eval-on val`` evaluates on them, for
+choosing hyper-parameters without looking at the test split.
 """
 
 from __future__ import annotations
@@ -56,7 +62,6 @@ from avalanche_mixplugins.benchmarks import (
 from avalanche_mixplugins.metrics import calibration_metrics
 from avalanche_mixplugins.models import make_model
 from avalanche_mixplugins.timing import IterationTimer
-from ssl_ext.calibratemix import median_split
 from ssl_ext.calibratemix_plugin import RELEASE_WARMUP_FRACTION, CalibrateMixPlugin
 
 OFFLINE = ("mnist5k", "fashion_mnist", "digits")
@@ -124,12 +129,18 @@ def load_dataset(name: str, root: str | None):
     return _torchvision_tensors(name, root)
 
 
-def balanced_labels(y: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
-    """Indices of ``per_class`` random training samples of every class."""
+def balanced_labels(
+    y: torch.Tensor, per_class: int, seed: int, exclude: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Indices of ``per_class`` random training samples of every class
+    (never among ``exclude``)."""
     g = torch.Generator().manual_seed(seed)
     chosen = []
+    allowed = torch.ones(y.shape[0], dtype=torch.bool)
+    if exclude is not None:
+        allowed[exclude] = False
     for c in range(int(y.max()) + 1):
-        idx = torch.nonzero(y == c)[:, 0]
+        idx = torch.nonzero((y == c) & allowed)[:, 0]
         if idx.numel() < per_class:
             raise SystemExit(f"class {c} has {idx.numel()} samples, < {per_class}")
         chosen.append(idx[torch.randperm(idx.numel(), generator=g)[:per_class]])
@@ -183,13 +194,13 @@ class PseudoLabelMonitor(SupervisedPlugin):
         easy_acc = hard_acc = float("nan")
         cm = self.cm
         if cm is not None and cm.mixed is not None:
-            if cm.mode == "fast":
-                scores, _ = cm.apm.best(idx)
-            else:
-                weak = strategy.mb_ulb_weak_output.detach()
-                scores = cm.apm.value(idx, weak.argmax(dim=1))
-            easy, hard = median_split(scores)
-            easy_acc, hard_acc = float(right[easy].mean()), float(right[hard].mean())
+            # the split CalibrateMix used this iteration
+            split = cm.mixed.split
+            easy, hard = split.unlabeled_easy, split.unlabeled_hard
+            if bool(easy.any()):
+                easy_acc = float(right[easy].mean())
+            if bool(hard.any()):
+                hard_acc = float(right[hard].mean())
         self.rows.append(
             (
                 float(right.mean()),
@@ -247,16 +258,41 @@ def run(args, seed, data):
             )
         per_class = args.labels // n_classes
     n_labels = per_class * n_classes
-    lab = balanced_labels(y_tr, per_class, seed)
+    # validation images: a fixed carve of the training split (the same for
+    # every seed and method), never labeled and never in the unlabeled pool
+    n_train = x_tr.shape[0]
+    carve = torch.randperm(n_train, generator=torch.Generator().manual_seed(2**31 - 1))
+    val = carve[: args.val_size] if args.val_size else torch.zeros(0, dtype=torch.long)
+    lab = balanced_labels(y_tr, per_class, seed, exclude=val)
+    pool = torch.ones(n_train, dtype=torch.bool)
+    pool[val] = False
+    pool_idx = torch.nonzero(pool)[:, 0]
+    if args.unlabeled:
+        if args.unlabeled > pool_idx.numel():
+            raise SystemExit(
+                f"--unlabeled {args.unlabeled} > the {pool_idx.numel()} training "
+                "images outside the validation split"
+            )
+        g = torch.Generator().manual_seed(seed + 1)
+        pool_idx = pool_idx[torch.randperm(pool_idx.numel(), generator=g)]
+        pool_idx = pool_idx[: args.unlabeled]
+        # the labeled images are part of the unlabeled pool, as in USB
+        pool_idx = torch.unique(torch.cat([pool_idx, lab]))
+    if args.eval_on == "val":
+        if not args.val_size:
+            raise SystemExit("--eval-on val needs --val-size > 0")
+        x_ev, y_ev = x_tr[val], y_tr[val]
+    else:
+        x_ev, y_ev = x_te, y_te
     bench = nc_benchmark(
         _tensor_dataset(x_tr[lab], y_tr[lab]),
-        _tensor_dataset(x_te, y_te),
+        _tensor_dataset(x_ev, y_ev),
         1,
         task_labels=False,
         seed=seed,
         class_ids_from_zero_in_each_exp=False,
     )
-    unlabeled = TensorDataset(x_tr)
+    unlabeled = TensorDataset(x_tr[pool_idx])
     in_chans, size = x_tr.shape[1], x_tr.shape[-1]
     backbone = args.backbone or ("wrn28_2" if in_chans == 3 else "small_cnn")
     model = make_model(backbone, num_classes=n_classes, in_chans=in_chans)
@@ -276,8 +312,17 @@ def run(args, seed, data):
     method = args.algorithm
     if args.calibratemix != "off":
         method += f"+calibratemix-{args.calibratemix}"
+    if args.tag:
+        method += f"+{args.tag}"
     setting = f"{args.dataset} labels={n_labels} iters={args.iterations}"
-    tag = _slug(f"{args.dataset}_l{n_labels}_{method}_it{args.iterations}_s{seed}")
+    if args.unlabeled:
+        setting += f" unlabeled={args.unlabeled}"
+    if args.eval_on == "val":
+        setting += " eval=val"
+    tag = _slug(
+        f"{args.dataset}_l{n_labels}_{method}_it{args.iterations}"
+        f"{'_val' if args.eval_on == 'val' else ''}_s{seed}"
+    )
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -303,14 +348,20 @@ def run(args, seed, data):
     if args.calibratemix != "off":
         warmup = args.calibratemix_warmup
         warmup = int(warmup) if warmup >= 1 else float(warmup)
+        double = {"auto": None, "on": True, "off": False}[args.calibratemix_double_base]
         cm = CalibrateMixPlugin(
             mode=args.calibratemix,
             warmup=warmup,
             loss=args.calibratemix_loss,
+            alpha=args.calibratemix_alpha,
+            mix_weight=args.calibratemix_weight,
+            double_base_loss=double,
+            k_fraction=args.calibratemix_k_fraction,
+            split_rule=args.calibratemix_split,
             seed=seed,
         )
         plugins.insert(0, cm)
-    monitor = PseudoLabelMonitor(y_tr, cm)
+    monitor = PseudoLabelMonitor(y_tr[pool_idx], cm)
     plugins.append(monitor)
     strategy = ssl_ext.SemiSupervisedStrategy(
         model=model,
@@ -321,6 +372,7 @@ def run(args, seed, data):
         train_iterations=args.iterations,
         views=views,
         ema_decay=args.ema if args.ema > 0 else None,
+        ema_warmup=args.ema_warmup,
         amp=args.amp,
         train_mb_size=args.batch_size,
         eval_mb_size=args.eval_batch_size,
@@ -369,19 +421,39 @@ def run(args, seed, data):
         "iterations": len(timer.times),
         "final_predictions": {"confidence": preds.confidence, "correct": preds.correct},
     }
+    chance = 1.0 / n_classes
+    near_chance = acc < chance + args.chance_margin
+    result["near_chance"] = near_chance
     if cm is not None:
+        count = cm.apm.count.float()
         result["calibratemix"] = {
             "mode": cm.mode,
+            "double_base_loss": cm.double_base_loss,
             "warmup_iterations": cm.warmup_iterations,
             "mixing_iterations": max(0, cm.iteration - cm.warmup_iterations),
+            "unlabeled_pool": int(count.numel()),
+            "apm_updates_per_sample": {
+                "mean": float(count.mean()),
+                "min": int(count.min()),
+                "median": float(count.median()),
+            },
+            "split": cm.history[-1] if cm.history else None,
         }
     result["diagnostics"] = monitor.summary()
     path = out / f"{tag}.json"
     path.write_text(json.dumps(result, indent=1))
+    warning = ""
+    if near_chance:
+        warning = (
+            f" WARNING: accuracy is within {args.chance_margin:.2f} of chance "
+            f"({chance:.2f}): this ECE says nothing about calibration (train longer, "
+            "or lower --ema / use --ema-warmup)"
+        )
+        warnings.warn(warning.strip(), RuntimeWarning, stacklevel=2)
     print(
         f"[seed {seed}] {method} ({setting}): accuracy {acc:.4f}, "
         f"ECE15 {calib.get('ECE_Stream', float('nan')):.4f}, "
-        f"ECE10 {calib['ECE10_Stream']:.4f}, {wall:.1f}s -> {path}"
+        f"ECE10 {calib['ECE10_Stream']:.4f}{warning}, {wall:.1f}s -> {path}"
     )
     return result
 
@@ -443,6 +515,40 @@ def parser():
         "number of iterations (default: the release's 150000/2^20 = %(default).4f)",
     )
     p.add_argument(
+        "--calibratemix-alpha",
+        type=float,
+        default=0.4,
+        help="Beta(alpha, alpha) of the mixing coefficients (default: %(default)s)",
+    )
+    p.add_argument(
+        "--calibratemix-weight",
+        type=float,
+        default=1.0,
+        help="weight of the mixed loss (default: %(default)s)",
+    )
+    p.add_argument(
+        "--calibratemix-double-base",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="count the base SSL loss twice (the release's L1 + L2); auto: on "
+        "in faithful mode, off in fast mode (default: %(default)s)",
+    )
+    p.add_argument(
+        "--calibratemix-k-fraction",
+        type=float,
+        default=0.05,
+        help="least-similar candidates as a fraction of the unlabeled batch; "
+        "1.0 draws partners uniformly among all of the required kind (an "
+        "ablation of the dissimilar pairing) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--calibratemix-split",
+        default="dynamics",
+        choices=("dynamics", "random"),
+        help="easy/hard split from AUM/APM, or at random (an ablation) "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
         "--calibratemix-loss",
         default="bce",
         choices=("bce", "ce"),
@@ -465,7 +571,7 @@ def parser():
     p.add_argument(
         "--batch-size",
         type=int,
-        default=64,
+        default=16,
         help="labeled batch size B (default: %(default)s)",
     )
     p.add_argument(
@@ -493,6 +599,55 @@ def parser():
         default=0.999,
         help="decay of the EMA teacher that is evaluated; 0 evaluates the trained "
         "model (default: %(default)s, USB's value for 2^20 iterations)",
+    )
+    p.add_argument(
+        "--ema-warmup",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ramp the EMA decay up as timm's ModelEmaV3 warm-up does "
+        "(min(ema, 1 - (1 + t)^(-2/3)) at step t), so a short run's teacher "
+        "averages over a window that fits the budget (default: on; off with "
+        "--preset usb)",
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        choices=("usb",),
+        help="usb: the paper's settings (batch size 64, mu 7, EMA 0.999 without "
+        "warm-up, 2^20 iterations); explicit options still override them",
+    )
+    p.add_argument(
+        "--unlabeled",
+        type=int,
+        default=None,
+        help="size of the unlabeled pool: a random subset of the training split "
+        "(plus the labeled images); default: the whole split",
+    )
+    p.add_argument(
+        "--val-size",
+        type=int,
+        default=0,
+        help="training images carved out as a validation split (never labeled, "
+        "never unlabeled; the same images for every seed) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--eval-on",
+        default="test",
+        choices=("test", "val"),
+        help="evaluate on the test split or the validation split (default: "
+        "%(default)s)",
+    )
+    p.add_argument(
+        "--chance-margin",
+        type=float,
+        default=0.05,
+        help="warn next to the ECE when accuracy is below chance + this "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--tag",
+        default="",
+        help="suffix of the method name in the results (e.g. a configuration)",
     )
     p.add_argument(
         "--amp",
@@ -539,8 +694,28 @@ def parser():
     return p
 
 
+USB_PRESET = {
+    "batch_size": 64,
+    "mu": 7,
+    "ema": 0.999,
+    "ema_warmup": False,
+    "iterations": 2**20,
+}
+
+
+def parse_args(argv=None):
+    """Parse ``argv``; a ``--preset`` sets the defaults it names, options
+    given explicitly still win."""
+    p = parser()
+    args = p.parse_args(argv)
+    if args.preset == "usb":
+        p.set_defaults(**USB_PRESET)
+        args = p.parse_args(argv)
+    return args
+
+
 def main(argv=None):
-    args = parser().parse_args(argv)
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.labels_per_class is not None and args.labels_per_class < 1:

@@ -45,8 +45,9 @@ class PseudoLabels(NamedTuple):
     :param targets: hard pseudo-labels, integer ``(N,)``.
     :param weights: per-sample loss weights in ``[0, 1]``, float ``(N,)``
         (a 0/1 mask for FixMatch and FlexMatch).
-    :param probs: the class probabilities the targets were taken from,
-        ``(N, C)`` (after distribution alignment for SoftMatch).
+    :param probs: the class probabilities the weights were computed from,
+        ``(N, C)`` (after distribution alignment for SoftMatch; the targets are
+        always the arg-max of the raw logits).
     """
 
     targets: Tensor
@@ -118,7 +119,10 @@ class PseudoLabeler:
                 f"index has shape {tuple(index.shape)}, expected ({logits.shape[0]},)"
             )
         probs = self._probs(logits, update=update)
-        max_probs, targets = probs.max(dim=-1)
+        # the hard pseudo-label is the arg-max of the raw logits; SoftMatch's
+        # distribution alignment only shapes the weights (USB, the release)
+        targets = logits.argmax(dim=-1)
+        max_probs = probs.amax(dim=-1)
         weights = self._weights(probs, max_probs, targets, index=index, update=update)
         return PseudoLabels(targets, weights.to(torch.float32), probs)
 
@@ -249,7 +253,9 @@ class SoftMatch(PseudoLabeler):
     estimates ``mu_t`` and ``var_t`` of the batch mean and (unbiased) variance
     of ``m`` (initialised to ``1/C`` and ``1``), updated before weighting:
     ``weight_i = exp(-min(m_i - mu_t, 0)^2 / (2 var_t / n_sigma^2))``
-    (Chen et al., ICLR 2023, Eq. 7; USB's implementation).
+    (Chen et al., ICLR 2023, Eq. 7; USB's implementation). The hard
+    pseudo-label is the arg-max of the **raw** weak-view logits: the
+    alignment only shapes the weights.
 
     :param n_sigma: width of the Gaussian in standard deviations (2).
     :param momentum: EMA momentum of the statistics and of the alignment (0.999).

@@ -47,6 +47,29 @@ DEFAULT_ALPHA = 0.4
 DEFAULT_K_FRACTION = 0.05
 
 
+class Split(NamedTuple):
+    """The easy / hard split of one iteration and the scores it read.
+
+    :param labeled_scores: ``(B,)`` AUM of the labeled samples.
+    :param labeled_easy: bool ``(B,)`` (the rest is hard).
+    :param unlabeled_scores: ``(U,)`` APM of the unlabeled samples at their
+        pseudo-labels.
+    :param unlabeled_easy: bool ``(U,)``.
+    :param unlabeled_hard: bool ``(U,)``; samples neither easy nor hard are
+        *undecided* (no APM history) and are never paired.
+    """
+
+    labeled_scores: Tensor
+    labeled_easy: Tensor
+    unlabeled_scores: Tensor
+    unlabeled_easy: Tensor
+    unlabeled_hard: Tensor
+
+    @property
+    def unlabeled_decided(self) -> Tensor:
+        return self.unlabeled_easy | self.unlabeled_hard
+
+
 class MixedBatch(NamedTuple):
     """The mixed samples of one iteration (both mix groups, mix 1 first).
 
@@ -57,6 +80,11 @@ class MixedBatch(NamedTuple):
     :param lam: ``(B,)`` weight of the labeled side (one value per group).
     :param group: ``(B,)`` 0 for mix 1 (labeled-easy with unlabeled-hard),
         1 for mix 2 (labeled-hard with unlabeled-easy).
+    :param valid: bool ``(B,)``: the sample found a partner of the right kind
+        (False only when that kind is empty, e.g. every unlabeled sample is
+        undecided); invalid samples get no weight in :func:`calibratemix_loss`.
+    :param similarity: ``(B,)`` cosine similarity of each pair's inputs.
+    :param split: the :class:`Split` the pairs were drawn from.
     """
 
     x: Tensor
@@ -64,6 +92,9 @@ class MixedBatch(NamedTuple):
     partner: Tensor
     lam: Tensor
     group: Tensor
+    valid: Tensor
+    similarity: Tensor
+    split: Split
 
 
 def check_k_fraction(k_fraction: float) -> float:
@@ -100,12 +131,48 @@ def median_split(scores: Tensor) -> tuple[Tensor, Tensor]:
     :return: ``(easy, hard)`` long index tensors of sizes ``N - N // 2`` and
         ``N // 2``, each in ascending score order.
     """
-    if not isinstance(scores, Tensor) or scores.dim() != 1 or scores.shape[0] < 2:
-        shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores)
-        raise ValueError(f"expected scores of shape (N,) with N >= 2, got {shape}")
+    _check_scores(scores)
     order = torch.sort(scores.detach(), stable=True).indices
     half = scores.shape[0] // 2
     return order[half:], order[:half]
+
+
+def _check_scores(scores: Tensor) -> None:
+    if not isinstance(scores, Tensor) or scores.dim() != 1 or scores.shape[0] < 2:
+        shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores)
+        raise ValueError(f"expected scores of shape (N,) with N >= 2, got {shape}")
+
+
+def median_split_masks(
+    scores: Tensor, decided: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Median split among the *decided* samples only, as boolean masks.
+
+    Of the ``n`` decided samples, the ``n // 2`` with the lowest scores are
+    hard and the others easy (stable sort: ties by position); undecided
+    samples (e.g. no APM history yet) are neither. Computed on the scores'
+    device without a host synchronisation.
+
+    :param scores: ``(N,)`` float scores, ``N >= 2``.
+    :param decided: bool ``(N,)``; ``None`` means every sample.
+    :return: ``(easy, hard)`` bool ``(N,)`` masks.
+    """
+    _check_scores(scores)
+    n = scores.shape[0]
+    if decided is None:
+        decided = torch.ones(n, dtype=torch.bool, device=scores.device)
+    elif decided.shape != (n,) or decided.dtype != torch.bool:
+        raise ValueError(
+            f"decided must be a bool mask of shape ({n},), got "
+            f"{tuple(decided.shape)} {decided.dtype}"
+        )
+    key = torch.where(decided, scores.detach().float(), torch.inf)
+    order = torch.sort(key, stable=True).indices
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(n, device=order.device)
+    half = decided.sum() // 2
+    hard = decided & (rank < half)
+    return decided & ~hard, hard
 
 
 def cosine_similarity_matrix(a: Tensor, b: Tensor) -> Tensor:
@@ -121,10 +188,13 @@ def cosine_similarity_matrix(a: Tensor, b: Tensor) -> Tensor:
 
 
 def least_similar(similarity: Tensor, allowed: Tensor, k: int) -> Tensor:
-    """The ``k`` allowed columns of least similarity for every row, ``(N, k)``.
+    """The ``k`` columns of least similarity for every row, ``(N, k)``.
+
+    Allowed columns come first (ascending similarity); a row with fewer than
+    ``k`` allowed columns is filled with disallowed ones after them.
 
     :param similarity: ``(N, M)`` similarities.
-    :param allowed: bool ``(N, M)``; each row must allow at least ``k`` columns.
+    :param allowed: bool ``(N, M)``.
     :param k: candidates per row.
     """
     if similarity.shape != allowed.shape:
@@ -137,6 +207,23 @@ def least_similar(similarity: Tensor, allowed: Tensor, k: int) -> Tensor:
     return masked.topk(k, dim=1, largest=False).indices
 
 
+class Partners(NamedTuple):
+    """Output of :func:`dissimilar_partners`.
+
+    :param partner: long ``(B,)`` position of each labeled sample's partner
+        in the unlabeled batch.
+    :param candidates: long ``(B, k)`` the least similar candidates it was
+        drawn from (allowed ones first).
+    :param valid: bool ``(B,)``: at least one candidate of the right kind.
+    :param similarity: ``(B,)`` cosine similarity of each pair.
+    """
+
+    partner: Tensor
+    candidates: Tensor
+    valid: Tensor
+    similarity: Tensor
+
+
 def dissimilar_partners(
     x_labeled: Tensor,
     x_unlabeled: Tensor,
@@ -144,38 +231,53 @@ def dissimilar_partners(
     unlabeled_easy: Tensor,
     *,
     k: int,
+    unlabeled_hard: Tensor | None = None,
     generator: torch.Generator | None = None,
-) -> tuple[Tensor, Tensor]:
+) -> Partners:
     """Pair every labeled sample with a dissimilar unlabeled one of the other kind.
 
     A labeled-easy sample gets an unlabeled-hard partner, a labeled-hard one
     an unlabeled-easy partner, drawn uniformly among the ``k`` least
-    cosine-similar candidates (one ``(B, U)`` similarity matrix, the other
-    kind masked out).
+    cosine-similar candidates of that kind (one ``(B, U)`` similarity matrix,
+    the rest masked out). When the kind holds fewer than ``k`` samples the
+    draw is among all of them; when it is empty the pair is not ``valid``.
 
     :param x_labeled: ``(B, ...)`` labeled inputs.
     :param x_unlabeled: ``(U, ...)`` unlabeled (weak-view) inputs.
-    :param labeled_easy: bool ``(B,)``: the labeled sample is easy.
-    :param unlabeled_easy: bool ``(U,)``: the unlabeled sample is easy; each
-        kind must hold at least ``k`` samples.
+    :param labeled_easy: bool ``(B,)``: the labeled sample is easy (else hard).
+    :param unlabeled_easy: bool ``(U,)``: the unlabeled sample is easy.
     :param k: candidates per labeled sample.
+    :param unlabeled_hard: bool ``(U,)``: the unlabeled sample is hard;
+        ``None`` means every sample that is not easy. Samples neither easy nor
+        hard (undecided) are never drawn.
     :param generator: optional CPU generator of the uniform draw.
-    :return: ``(partner, candidates)``: long ``(B,)`` position of each
-        labeled sample's partner in the unlabeled batch, and the ``(B, k)``
-        candidates it was drawn from.
     """
-    b = x_labeled.shape[0]
-    if labeled_easy.shape != (b,) or unlabeled_easy.shape != x_unlabeled.shape[:1]:
+    b, u = x_labeled.shape[0], x_unlabeled.shape[0]
+    if unlabeled_hard is None:
+        unlabeled_hard = ~unlabeled_easy
+    if (
+        labeled_easy.shape != (b,)
+        or unlabeled_easy.shape != (u,)
+        or unlabeled_hard.shape != (u,)
+    ):
         raise ValueError(
-            "labeled_easy and unlabeled_easy must be bool masks of shapes "
-            f"({b},) and ({x_unlabeled.shape[0]},), got {tuple(labeled_easy.shape)} "
-            f"and {tuple(unlabeled_easy.shape)}"
+            "labeled_easy and unlabeled_easy/unlabeled_hard must be bool masks of "
+            f"shapes ({b},) and ({u},), got {tuple(labeled_easy.shape)}, "
+            f"{tuple(unlabeled_easy.shape)} and {tuple(unlabeled_hard.shape)}"
         )
     sim = cosine_similarity_matrix(x_labeled, x_unlabeled)
-    allowed = labeled_easy[:, None] != unlabeled_easy[None, :]
+    lab_easy = labeled_easy.to(sim.device)[:, None]
+    allowed = (lab_easy & unlabeled_hard.to(sim.device)[None, :]) | (
+        ~lab_easy & unlabeled_easy.to(sim.device)[None, :]
+    )
     candidates = least_similar(sim, allowed, k)
-    pick = torch.randint(k, (b, 1), generator=generator).to(candidates.device)
-    return candidates.gather(1, pick).squeeze(1), candidates
+    n_allowed = allowed.sum(dim=1)
+    k_eff = n_allowed.clamp(min=1, max=k)
+    u01 = torch.rand(b, generator=generator).to(sim.device)
+    pick = (u01 * k_eff).long().clamp_max(k_eff - 1)
+    partner = candidates.gather(1, pick[:, None]).squeeze(1)
+    similarity = sim.gather(1, partner[:, None]).squeeze(1)
+    return Partners(partner, candidates, n_allowed > 0, similarity)
 
 
 def make_mixed_batch(
@@ -184,6 +286,7 @@ def make_mixed_batch(
     labeled_scores: Tensor,
     unlabeled_scores: Tensor,
     *,
+    unlabeled_decided: Tensor | None = None,
     alpha: float = DEFAULT_ALPHA,
     k_fraction: float = DEFAULT_K_FRACTION,
     generator: torch.Generator | None = None,
@@ -195,6 +298,9 @@ def make_mixed_batch(
     :param labeled_scores: ``(B,)`` AUM of the labeled samples.
     :param unlabeled_scores: ``(U,)`` APM of the unlabeled samples at their
         pseudo-labels.
+    :param unlabeled_decided: bool ``(U,)``: the sample has an APM history;
+        the median split is taken among these only and the others are never
+        paired (``None``: every sample).
     :param alpha: ``Beta(alpha, alpha)`` of the two mixing coefficients (0.4).
     :param k_fraction: ``k`` as a fraction of ``U`` (0.05), see
         :func:`num_candidates`.
@@ -210,20 +316,23 @@ def make_mixed_batch(
     k = num_candidates(u, k_fraction)
     device = x_labeled.device
     lab_easy, lab_hard = median_split(labeled_scores)
-    ulb_easy_idx, _ = median_split(unlabeled_scores)
-    labeled = torch.cat([lab_easy, lab_hard])
+    ulb_easy, ulb_hard = median_split_masks(
+        unlabeled_scores.to(device),
+        None if unlabeled_decided is None else unlabeled_decided.to(device),
+    )
+    labeled = torch.cat([lab_easy, lab_hard]).to(device)
     lab_is_easy = torch.zeros(b, dtype=torch.bool, device=device)
-    lab_is_easy[lab_easy] = True
-    ulb_is_easy = torch.zeros(u, dtype=torch.bool, device=device)
-    ulb_is_easy[ulb_easy_idx.to(device)] = True
-    partner, _ = dissimilar_partners(
+    lab_is_easy[lab_easy.to(device)] = True
+    pairs = dissimilar_partners(
         x_labeled[labeled],
         x_unlabeled,
         lab_is_easy[labeled],
-        ulb_is_easy,
+        ulb_easy,
+        unlabeled_hard=ulb_hard,
         k=k,
         generator=generator,
     )
+    partner = pairs.partner
     group = torch.cat(
         [
             torch.zeros(lab_easy.shape[0], dtype=torch.long, device=device),
@@ -236,7 +345,10 @@ def make_mixed_batch(
     pool = torch.cat([x_labeled[labeled], x_unlabeled[partner]])
     rows = torch.arange(b, device=device)
     mixed = mix_inputs(pool, torch.cat([rows + b, rows]), torch.cat([lam, lam]))[:b]
-    return MixedBatch(mixed, labeled, partner, lam, group)
+    split = Split(labeled_scores, lab_is_easy, unlabeled_scores, ulb_easy, ulb_hard)
+    return MixedBatch(
+        mixed, labeled, partner, lam, group, pairs.valid, pairs.similarity, split
+    )
 
 
 def calibratemix_loss(
@@ -247,6 +359,7 @@ def calibratemix_loss(
     group: Tensor,
     *,
     loss: str = "bce",
+    valid: Tensor | None = None,
     check_labels: bool = True,
 ) -> Tensor:
     """``L_mix1 + L_mix2`` of the mixed samples (step 4 of the module doc).
@@ -263,6 +376,8 @@ def calibratemix_loss(
     :param group: ``(B,)`` mix group of each sample (0 or 1).
     :param loss: ``"bce"`` (sigmoid binary cross-entropy averaged over
         classes, as released) or ``"ce"`` (softmax cross-entropy).
+    :param valid: bool ``(B,)``: samples to count (``MixedBatch.valid``);
+        ``None`` counts all. Group means are over the valid samples.
     :param check_labels: validate the range of ``labels`` (host syncs); the
         plugin passes ``False`` because the strategy checks once per experience.
     """
@@ -285,8 +400,9 @@ def calibratemix_loss(
         per_sample = per_sample.mean(dim=1)
     else:
         per_sample = -(target * F.log_softmax(z, dim=1)).sum(dim=1)
-    sizes = torch.bincount(group, minlength=2).to(z)
-    return (per_sample / sizes[group].clamp_min(1.0)).sum()
+    w = torch.ones_like(per_sample) if valid is None else valid.to(per_sample)
+    sizes = torch.zeros(2, dtype=z.dtype, device=z.device).index_add_(0, group, w)
+    return (w * per_sample / sizes[group].clamp_min(1.0)).sum()
 
 
 __all__ = [
@@ -294,6 +410,8 @@ __all__ = [
     "DEFAULT_K_FRACTION",
     "MIX_LOSSES",
     "MixedBatch",
+    "Partners",
+    "Split",
     "calibratemix_loss",
     "check_k_fraction",
     "cosine_similarity_matrix",
@@ -301,5 +419,6 @@ __all__ = [
     "least_similar",
     "make_mixed_batch",
     "median_split",
+    "median_split_masks",
     "num_candidates",
 ]

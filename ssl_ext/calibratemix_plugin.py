@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from avalanche.core import SupervisedPlugin
+from avalanche.evaluation.metric_results import MetricValue
 
 from ssl_ext.calibratemix import (
     DEFAULT_ALPHA,
@@ -38,10 +39,38 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 MODES = ("fast", "faithful")
+SPLIT_RULES = ("dynamics", "random")
 RELEASE_WARMUP_FRACTION = 150_000 / 2**20
 """Warm-up of the release: 150,000 of 2^20 iterations (about 14.3%)."""
-EXTRA_INPUT = "calibratemix"
-"""Name of the mixed batch in the strategy's ``mb_extra_output`` (fast mode)."""
+
+
+DIAGNOSTICS = (
+    "unlabeled_easy_fraction",
+    "unlabeled_hard_fraction",
+    "unlabeled_undecided_fraction",
+    "unlabeled_easy_apm",
+    "unlabeled_hard_apm",
+    "labeled_easy_aum",
+    "labeled_hard_aum",
+    "pair_similarity",
+    "valid_pair_fraction",
+)
+"""Names of the per-experience split diagnostics (:attr:`CalibrateMixPlugin.history`)."""
+# running sums kept per experience, in this order
+_SUMS = (
+    "iterations",
+    "n_unlabeled",
+    "n_easy",
+    "n_hard",
+    "apm_easy",
+    "apm_hard",
+    "n_labeled",
+    "n_lab_easy",
+    "aum_easy",
+    "aum_hard",
+    "n_valid",
+    "similarity",
+)
 
 
 class CalibrateMixPlugin(SupervisedPlugin):
@@ -58,26 +87,36 @@ class CalibrateMixPlugin(SupervisedPlugin):
     mixed loss against the one-hot label and one-hot pseudo-label
     (:mod:`ssl_ext.calibratemix`).
 
-    Modes:
+    Every iteration, in both modes: the strategy's main forward of
+    ``(labeled, weak, strong)``; then (``after_forward``) AUM is updated from
+    the detached labeled logits (warm-up included) and, after the warm-up,
+    APM from the detached weak logits; then the split and the pairs are
+    computed **from these updated values** (APM read at the arg-max of this
+    step's weak logits, the hard pseudo-label). Unlabeled samples with fewer
+    than ``min_apm_updates`` APM updates are *undecided*: they are neither
+    easy nor hard and are never paired.
 
-    * ``"faithful"``: as released. After the main pass (loss ``L1``), a second
-      forward with gradients of ``(labeled, mixed, weak, strong)`` recomputes
-      the base SSL loss (updating the algorithm's statistics again, as the
-      release does) and the objective is ``L1 + L2``,
-      ``L2 = base loss (second pass) + L_mix1 + L_mix2``.
-    * ``"fast"``: one forward and one backward. The mixed samples join the
-      main forward (:meth:`~ssl_ext.strategy.SemiSupervisedStrategy.add_forward_input`),
-      so the split and pairing happen before the forward with the trackers'
-      state from the earlier steps (labeled: AUM so far; unlabeled: the
-      largest APM of the sample, i.e. the APM at the class it has been
-      pseudo-labelled as most confidently); the mixed targets use this
-      forward's detached pseudo-labels. The base loss is counted twice so
-      the objective equals the faithful one in expectation:
-      ``2 x base + L_mix1 + L_mix2``.
+    Modes (``before_backward``):
 
-    Both modes update AUM every step (warm-up included) and APM after the
-    warm-up, from the main forward's detached logits; during the warm-up
-    only the base loss is used.
+    * ``"fast"`` (default): one more forward, with gradients, of the ``B``
+      mixed samples only, and one backward of
+      ``base + mix_weight * (L_mix1 + L_mix2)``.
+    * ``"faithful"``: the release's recipe: a second forward with gradients of
+      ``(labeled, mixed, weak, strong)``, and the objective ``L1 + L2``,
+      ``L2 = base loss of the second pass + L_mix1 + L_mix2``. Recomputing the
+      base loss updates the algorithm's statistics again, as the release does.
+
+    ``double_base_loss`` controls the extra base-loss term on its own (the
+    release's ``L1 + L2`` counts the base loss twice): ``None`` means ``True``
+    in faithful mode (the release) and ``False`` in fast mode. With ``False``
+    the faithful second pass still runs on the whole batch (same BatchNorm
+    context as the release) but only its mixed logits enter the loss; with
+    ``True`` the fast mode adds the main pass's base loss a second time.
+
+    Diagnostics of the split, from the values it used, are averaged over each
+    experience's mixing iterations, appended to :attr:`history` and published
+    through the strategy's evaluator (``CalibrateMix_<name>/train_phase/
+    train_stream`` for each name of :data:`DIAGNOSTICS`).
 
     :param mode: ``"fast"`` (default, see ``docs/calibratemix.md`` for the
         measured cost) or ``"faithful"``.
@@ -91,6 +130,15 @@ class CalibrateMixPlugin(SupervisedPlugin):
         unlabeled batch (0.05; the release: 15 of 224).
     :param apm_delta: ``delta`` of the APM schedule ``delta / (1 + n)`` (0.997).
     :param loss: ``"bce"`` (sigmoid BCE, as released) or ``"ce"`` (softmax CE).
+    :param mix_weight: weight of ``L_mix1 + L_mix2`` in the objective (1, as
+        released).
+    :param double_base_loss: add the base SSL loss a second time (see above);
+        ``None``: the mode's default.
+    :param min_apm_updates: APM updates (this step's included) an unlabeled
+        sample needs to be decided (1: every sample whose logits were finite).
+    :param split_rule: ``"dynamics"`` (the method: AUM / APM) or ``"random"``,
+        an ablation that splits both batches at random (uniform scores;
+        undecided samples stay undecided), everything else unchanged.
     :param apm_dtype: storage dtype of the APM table (``torch.float16``
         halves its ``4 N C`` bytes, see :mod:`ssl_ext.dynamics`).
     :param seed: seed of the plugin's CPU generator (lambdas, partner draws);
@@ -106,6 +154,10 @@ class CalibrateMixPlugin(SupervisedPlugin):
         k_fraction: float = DEFAULT_K_FRACTION,
         apm_delta: float = DEFAULT_APM_DELTA,
         loss: str = "bce",
+        mix_weight: float = 1.0,
+        double_base_loss: bool | None = None,
+        min_apm_updates: int = 1,
+        split_rule: str = "dynamics",
         apm_dtype: torch.dtype = torch.float32,
         seed: int | None = None,
     ):
@@ -126,12 +178,36 @@ class CalibrateMixPlugin(SupervisedPlugin):
             raise ValueError(f"apm_delta must be in (0, 1], got {apm_delta}")
         if alpha is None or not float(alpha) > 0:
             raise ValueError(f"alpha must be positive, got {alpha!r}")
+        if not float(mix_weight) >= 0:
+            raise ValueError(f"mix_weight must be >= 0, got {mix_weight!r}")
+        if double_base_loss is not None and not isinstance(double_base_loss, bool):
+            raise ValueError(
+                f"double_base_loss must be True, False or None, got {double_base_loss!r}"
+            )
+        if (
+            isinstance(min_apm_updates, bool)
+            or int(min_apm_updates) != min_apm_updates
+            or min_apm_updates < 1
+        ):
+            raise ValueError(
+                f"min_apm_updates must be a positive integer, got {min_apm_updates!r}"
+            )
+        if split_rule not in SPLIT_RULES:
+            raise ValueError(
+                f"split_rule must be one of {SPLIT_RULES}, got {split_rule!r}"
+            )
+        self.split_rule = split_rule
         self.mode = mode
         self.warmup = warmup
         self.alpha = float(alpha)
         self.k_fraction = check_k_fraction(k_fraction)
         self.apm_delta = float(apm_delta)
         self.loss = loss
+        self.mix_weight = float(mix_weight)
+        self.double_base_loss = (
+            (mode == "faithful") if double_base_loss is None else double_base_loss
+        )
+        self.min_apm_updates = int(min_apm_updates)
         self.apm_dtype = apm_dtype
         self.seed = seed
         self.generator = None if seed is None else torch.Generator().manual_seed(seed)
@@ -145,7 +221,13 @@ class CalibrateMixPlugin(SupervisedPlugin):
         """Detached ``L_mix1 + L_mix2`` of the last iteration (``None`` if none)."""
         self._unlabeled = None
         self.mixed: MixedBatch | None = None
-        """This iteration's mixed batch (``None`` when nothing is mixed)."""
+        """This iteration's mixed batch, with the split it came from
+        (``MixedBatch.split``); ``None`` when nothing is mixed."""
+        self.history: list[dict] = []
+        """Per experience: the means of :data:`DIAGNOSTICS` over its mixing
+        iterations, and ``mixing_iterations``."""
+        self._sums: Tensor | None = None
+        self._resumed_sums: Tensor | None = None
 
     # ------------------------------------------------------------- setup
     @property
@@ -193,6 +275,9 @@ class CalibrateMixPlugin(SupervisedPlugin):
             if total is None:
                 total = len(strategy.dataloader) * strategy.train_epochs
             self.warmup_iterations = int(round(self.warmup * total))
+        if self._resumed_sums is None:  # a fresh experience, not a resume
+            self._sums = torch.zeros(len(_SUMS), device=device)
+        self._resumed_sums = None
 
     # ------------------------------------------------------ per iteration
     def _batch_ok(self, strategy) -> bool:
@@ -202,62 +287,76 @@ class CalibrateMixPlugin(SupervisedPlugin):
             )
         return strategy.mb_x.shape[0] >= 2 and strategy.mb_ulb_weak.shape[0] >= 2
 
-    def _mix(self, strategy, unlabeled_scores: Tensor) -> MixedBatch:
-        return make_mixed_batch(
-            strategy.mb_x,
-            strategy.mb_ulb_weak,
+    def split_scores(self, strategy) -> tuple[Tensor, Tensor, Tensor]:
+        """The values the split reads now: ``(aum, apm, decided)`` of the batch.
+
+        AUM of the labeled samples, APM of the unlabeled samples at their hard
+        pseudo-label (arg-max of this step's raw weak logits), and whether
+        each unlabeled sample has at least ``min_apm_updates`` APM updates.
+        """
+        index = strategy.mb_ulb_index
+        pseudo = strategy.mb_ulb_weak_output.detach().argmax(dim=1)
+        decided = self.apm.updates(index) >= self.min_apm_updates
+        return (
             self.aum.value(strategy.mb_index),
-            unlabeled_scores,
-            alpha=self.alpha,
-            k_fraction=self.k_fraction,
-            generator=self.generator,
+            self.apm.value(index, pseudo),
+            decided,
         )
 
-    def before_forward(self, strategy, **kwargs):
-        self.mixed = None
-        self.mix_loss = None
-        if self.mode != "fast" or not self.active or not self._batch_ok(strategy):
-            return
-        scores, _ = self.apm.best(strategy.mb_ulb_index)
-        self.mixed = self._mix(strategy, scores)
-        strategy.add_forward_input(EXTRA_INPUT, self.mixed.x)
-
     def after_forward(self, strategy, **kwargs):
-        """Update AUM (every step) and APM (after the warm-up), detached.
+        """Update AUM (every step) and APM (after the warm-up), detached, then
+        split and pair this step's batches from the updated values.
 
         Under ``torch.distributed`` every rank's rows are gathered first, so the
         tables see all ranks' samples and stay identical on every rank.
         """
+        self.mixed = None
+        self.mix_loss = None
         logits, labels, index = strategy.gather_from_ranks(
             strategy.mb_output.detach(), strategy.mb_y, strategy.mb_index
         )
         self.aum.update(logits, labels, index)
-        if self.active:
-            weak, ulb_index = strategy.gather_from_ranks(
-                strategy.mb_ulb_weak_output.detach(), strategy.mb_ulb_index
-            )
-            self.apm.update(weak, ulb_index)
+        if not self.active:
+            return
+        weak, ulb_index = strategy.gather_from_ranks(
+            strategy.mb_ulb_weak_output.detach(), strategy.mb_ulb_index
+        )
+        self.apm.update(weak, ulb_index)
+        if not self._batch_ok(strategy):
+            return
+        aum, apm, decided = self.split_scores(strategy)
+        if self.split_rule == "random":
+            aum = torch.rand(aum.shape, generator=self.generator).to(aum.device)
+            apm = torch.rand(apm.shape, generator=self.generator).to(apm.device)
+        self.mixed = make_mixed_batch(
+            strategy.mb_x,
+            strategy.mb_ulb_weak,
+            aum,
+            apm,
+            unlabeled_decided=decided,
+            alpha=self.alpha,
+            k_fraction=self.k_fraction,
+            generator=self.generator,
+        )
+        self._record(self.mixed)
 
     def before_backward(self, strategy, **kwargs):
+        mixed = self.mixed
+        if mixed is None:
+            return
+        extra = 0.0
         if self.mode == "fast":
-            if self.mixed is None:
-                return
-            mixed = self.mixed
-            logits_mix = strategy.mb_extra_output[EXTRA_INPUT]
-            base = strategy.sup_loss + strategy.lambda_u * strategy.unsup_loss
-            extra = base
+            logits_mix = strategy.model_forward(mixed.x)
+            if self.double_base_loss:
+                extra = strategy.sup_loss + strategy.lambda_u * strategy.unsup_loss
         else:
-            if not self.active or not self._batch_ok(strategy):
-                return
-            weak = strategy.mb_ulb_weak_output
-            scores = self.apm.value(strategy.mb_ulb_index, weak.detach().argmax(dim=1))
-            mixed = self.mixed = self._mix(strategy, scores)
             z_lb, logits_mix, z_weak, z_strong = strategy.forward_parts(
                 strategy.mb_x, mixed.x, strategy.mb_ulb_weak, strategy.mb_ulb_strong
             )
-            extra = strategy.ssl_loss(
-                z_lb, strategy.mb_y, z_weak, z_strong, strategy.mb_ulb_index
-            ).loss
+            if self.double_base_loss:
+                extra = strategy.ssl_loss(
+                    z_lb, strategy.mb_y, z_weak, z_strong, strategy.mb_ulb_index
+                ).loss
         mix = calibratemix_loss(
             logits_mix,
             strategy.mb_y[mixed.labeled],
@@ -265,23 +364,103 @@ class CalibrateMixPlugin(SupervisedPlugin):
             mixed.lam,
             mixed.group,
             loss=self.loss,
+            valid=mixed.valid,
             check_labels=False,  # the strategy validates labels once per experience
         )
         self.mix_loss = mix.detach()
-        strategy.loss = strategy.loss + extra + mix
+        strategy.loss = strategy.loss + extra + self.mix_weight * mix
 
     def after_training_iteration(self, strategy, **kwargs):
         self.iteration += 1
 
+    # ------------------------------------------------------ diagnostics
+    def _record(self, mixed: MixedBatch) -> None:
+        """Add one split to the running sums (no host synchronisation)."""
+        sp = mixed.split
+        easy, hard = sp.unlabeled_easy.float(), sp.unlabeled_hard.float()
+        apm = sp.unlabeled_scores.float()
+        lab_easy = sp.labeled_easy.float()
+        aum = sp.labeled_scores.float()
+        valid = mixed.valid.float()
+        row = torch.stack(
+            [
+                torch.ones((), device=apm.device),
+                torch.tensor(float(apm.shape[0]), device=apm.device),
+                easy.sum(),
+                hard.sum(),
+                (apm * easy).sum(),
+                (apm * hard).sum(),
+                torch.tensor(float(aum.shape[0]), device=apm.device),
+                lab_easy.sum(),
+                (aum * lab_easy).sum(),
+                (aum * (1 - lab_easy)).sum(),
+                valid.sum(),
+                (mixed.similarity.float() * valid).sum(),
+            ]
+        )
+        if self._sums is None:
+            self._sums = torch.zeros(len(_SUMS), device=row.device)
+        self._sums = self._sums.to(row.device) + row
+
+    def diagnostics(self) -> dict:
+        """Means of :data:`DIAGNOSTICS` over the mixing iterations so far in
+        this experience (NaN where a group was always empty)."""
+        if self._sums is None:
+            return dict.fromkeys(DIAGNOSTICS, float("nan")) | {"mixing_iterations": 0}
+        s = dict(zip(_SUMS, self._sums.tolist()))
+
+        def ratio(a, b):
+            return a / b if b > 0 else float("nan")
+
+        n_lab_hard = s["n_labeled"] - s["n_lab_easy"]
+        undecided = s["n_unlabeled"] - s["n_easy"] - s["n_hard"]
+        return {
+            "unlabeled_easy_fraction": ratio(s["n_easy"], s["n_unlabeled"]),
+            "unlabeled_hard_fraction": ratio(s["n_hard"], s["n_unlabeled"]),
+            "unlabeled_undecided_fraction": ratio(undecided, s["n_unlabeled"]),
+            "unlabeled_easy_apm": ratio(s["apm_easy"], s["n_easy"]),
+            "unlabeled_hard_apm": ratio(s["apm_hard"], s["n_hard"]),
+            "labeled_easy_aum": ratio(s["aum_easy"], s["n_lab_easy"]),
+            "labeled_hard_aum": ratio(s["aum_hard"], n_lab_hard),
+            "pair_similarity": ratio(s["similarity"], s["n_valid"]),
+            "valid_pair_fraction": ratio(s["n_valid"], s["n_labeled"]),
+            "mixing_iterations": int(s["iterations"]),
+        }
+
+    def after_training_exp(self, strategy, **kwargs):
+        diag = self.diagnostics()
+        diag["experience"] = int(strategy.experience.current_experience)
+        self.history.append(diag)
+        self._sums = None
+        evaluator = getattr(strategy, "evaluator", None)
+        if evaluator is None or diag["mixing_iterations"] == 0:
+            return
+        # published before the evaluator's own after_training_exp, which hands
+        # the values to every logger
+        for name in DIAGNOSTICS:
+            value = diag[name]
+            if value == value:  # not NaN
+                title = "".join(w.capitalize() for w in name.split("_"))
+                evaluator.publish_metric_value(
+                    MetricValue(
+                        self,
+                        f"CalibrateMix_{title}/train_phase/train_stream",
+                        value,
+                        strategy.clock.train_iterations,
+                    )
+                )
+
     # ----------------------------------------------------------- state
     def state_dict(self) -> dict:
-        """Trackers, iteration counter and generator state."""
+        """Trackers, iteration counter, generator state and the running
+        diagnostics of the current experience."""
         return {
             "aum": None if self.aum is None else self.aum.state_dict(),
             "apm": None if self.apm is None else self.apm.state_dict(),
             "iteration": self.iteration,
             "warmup_iterations": self.warmup_iterations,
             "generator": None if self.generator is None else self.generator.get_state(),
+            "diagnostics": None if self._sums is None else self._sums.cpu().clone(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -293,6 +472,7 @@ class CalibrateMixPlugin(SupervisedPlugin):
             "iteration",
             "warmup_iterations",
             "generator",
+            "diagnostics",
         }
         if unknown:
             raise ValueError(f"unexpected keys in state dict: {sorted(unknown)}")
@@ -312,6 +492,15 @@ class CalibrateMixPlugin(SupervisedPlugin):
             if self.generator is None:
                 self.generator = torch.Generator()
             self.generator.set_state(state["generator"])
+        sums = state.get("diagnostics")
+        self._sums = None if sums is None else sums.clone()
+        self._resumed_sums = self._sums
 
 
-__all__ = ["EXTRA_INPUT", "MODES", "RELEASE_WARMUP_FRACTION", "CalibrateMixPlugin"]
+__all__ = [
+    "DIAGNOSTICS",
+    "MODES",
+    "SPLIT_RULES",
+    "RELEASE_WARMUP_FRACTION",
+    "CalibrateMixPlugin",
+]

@@ -275,6 +275,10 @@ class APMTracker:
         classes = classes.to(self.device).long().clamp_max(self.num_classes - 1)
         return self.table[index, classes].float()
 
+    def updates(self, index: Tensor) -> Tensor:
+        """Number of updates of the rows ``index`` (int32 ``(N,)``)."""
+        return self.count[index.to(self.device).long()]
+
     def best(self, index: Tensor) -> tuple[Tensor, Tensor]:
         """Largest APM of each sample and its class: ``(values, classes)``.
 

@@ -369,6 +369,12 @@ class SemiSupervisedStrategy(SupervisedTemplate):
     :param views: weak/strong augmentation (default ``SSLViews()``).
     :param ema_decay: decay of an EMA teacher (``timm.utils.ModelEmaV3``;
         0.999 in USB) used for evaluation; ``None`` disables it.
+    :param ema_warmup: ramp the EMA decay up as timm's ``ModelEmaV3`` warm-up
+        does, ``min(ema_decay, 1 - (1 + t)^(-2/3))`` at optimizer step ``t``,
+        so the teacher averages over a window that grows with training
+        (about ``t^(2/3)`` steps, e.g. 100 after 1,000 steps) instead of
+        ``1 / (1 - ema_decay)`` steps from the start: useful when the budget
+        is short next to that time constant.
     :param amp: mixed precision with ``torch.autocast``: ``False``, ``True``
         (bfloat16 on CPU, float16 on CUDA), ``"bf16"`` or ``"fp16"`` (CUDA
         only, with a ``torch.amp.GradScaler``).
@@ -400,6 +406,7 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         train_iterations: int | None = None,
         views: SSLViews | None = None,
         ema_decay: float | None = None,
+        ema_warmup: bool = False,
         amp: bool | str = False,
         channels_last: bool | None = None,
         criterion: nn.Module | None = None,
@@ -481,6 +488,9 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         )
         self.views = views if views is not None else SSLViews()
         self.ema_decay = None if ema_decay is None else float(ema_decay)
+        self.ema_warmup = bool(ema_warmup)
+        self.ema_steps = 0
+        """Optimizer steps the EMA teacher has averaged (its warm-up clock)."""
         self.amp_dtype = self._resolve_amp(amp)
         self.channels_last = (
             self.device.type == "cuda" if channels_last is None else bool(channels_last)
@@ -685,6 +695,13 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         if self.ema is not None:
             self._sync_ema()
 
+    def _new_ema(self) -> ModelEmaV3:
+        return ModelEmaV3(
+            self.model,
+            decay=0.999 if self.ema_decay is None else self.ema_decay,
+            use_warmup=self.ema_warmup,
+        )
+
     def _sync_ema(self) -> None:
         """Create the EMA teacher, or rebuild it if the model's shapes changed.
 
@@ -700,7 +717,7 @@ class SemiSupervisedStrategy(SupervisedTemplate):
             if same:
                 return
         old = None if self.ema is None else self.ema.module.state_dict()
-        self.ema = ModelEmaV3(self.model, decay=self.ema_decay)
+        self.ema = self._new_ema()
         if old is not None:
             merged = {
                 k: (old[k] if k in old and old[k].shape == v.shape else v)
@@ -956,7 +973,10 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         else:
             super().optimizer_step()
         if self.ema is not None:
-            self.ema.update(self.model)
+            self.ema_steps += 1
+            self.ema.update(
+                self.model, step=self.ema_steps if self.ema_warmup else None
+            )
 
     # ------------------------------------------------------------ checkpoints
     def ssl_state_dict(self) -> dict:
@@ -969,6 +989,7 @@ class SemiSupervisedStrategy(SupervisedTemplate):
             else copy.deepcopy(self.pseudo_labeler.state_dict()),
             "unlabeled_key": self._unlabeled_key(),
             "ema": None if self.ema is None else self.ema.state_dict(),
+            "ema_steps": self.ema_steps,
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "next_sample_id": self._next_sample_id,
             "position": self.training_position(),
@@ -1022,8 +1043,9 @@ class SemiSupervisedStrategy(SupervisedTemplate):
         self._resume_position = state.get("position")
         if state.get("ema") is not None:
             if self.ema is None:
-                self.ema = ModelEmaV3(self.model, decay=self.ema_decay or 0.999)
+                self.ema = self._new_ema()
             self.ema.load_state_dict(state["ema"])
+        self.ema_steps = int(state.get("ema_steps", self.ema_steps))
         if state.get("scaler") is not None and self.scaler is not None:
             self.scaler.load_state_dict(state["scaler"])
         self._next_sample_id = int(state.get("next_sample_id", self._next_sample_id))

@@ -26,6 +26,41 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def test_presets_and_defaults():
+    ssl = _load("semi_supervised")
+    default = ssl.parse_args([])
+    assert (default.batch_size, default.mu, default.iterations) == (16, 7, 1000)
+    assert default.ema == 0.999 and default.ema_warmup  # warm-up fits 1,000 steps
+    usb = ssl.parse_args(["--preset", "usb"])
+    assert (usb.batch_size, usb.mu, usb.ema, usb.iterations) == (64, 7, 0.999, 2**20)
+    assert not usb.ema_warmup
+    assert ssl.parse_args(["--preset", "usb", "--batch-size", "32"]).batch_size == 32
+
+
+def test_validation_split_pool_and_chance_warning(tmp_path, capsys):
+    ssl = _load("semi_supervised")
+    args = [
+        "--dataset", "digits", "--labels", "40", "--iterations", "4",
+        "--batch-size", "8", "--mu", "2", "--threads", "1", "--quiet",
+        "--output-dir", str(tmp_path), "--algorithm", "fixmatch",
+        "--val-size", "100", "--eval-on", "val", "--unlabeled", "200",
+        "--calibratemix", "fast", "--calibratemix-warmup", "1",
+        "--calibratemix-weight", "2", "--calibratemix-loss", "ce",
+        "--ema", "0.999", "--no-ema-warmup",
+    ]  # fmt: skip
+    with pytest.warns(RuntimeWarning, match="within 0.05 of chance"):
+        (res,) = ssl.main(args)
+    assert res["near_chance"]
+    assert "WARNING: accuracy is within" in capsys.readouterr().out
+    assert len(res["final_predictions"]["correct"]) == 100  # the validation split
+    cm = res["calibratemix"]
+    assert cm["unlabeled_pool"] <= 240 and cm["mixing_iterations"] == 3
+    assert cm["apm_updates_per_sample"]["mean"] == pytest.approx(
+        3 * 16 / cm["unlabeled_pool"]
+    )
+    assert cm["split"]["unlabeled_easy_fraction"] == pytest.approx(0.5)
+
+
 def test_semi_supervised_example_json_and_compare(tmp_path):
     ssl = _load("semi_supervised")
     out = tmp_path / "runs"

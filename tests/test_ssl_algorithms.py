@@ -94,16 +94,27 @@ def test_softmatch_weights_hand_computed():
     assert out.weights[0].item() == 1.0 and out.weights[1].item() < 1.0
 
 
-def test_softmatch_uses_aligned_probabilities():
+def test_softmatch_pseudo_labels_are_the_raw_arg_max_not_the_aligned_one():
+    """Alignment only shapes the weights (USB, the CalibrateMix release)."""
     sm = SoftMatch(momentum=0.999)
-    logits = logits_of([[0.7, 0.3], [0.6, 0.4], [0.55, 0.45]])
+    # batch mean (0.5875, 0.4125) becomes p_model: aligning the last row gives
+    # (0.55 / 0.5875, 0.45 / 0.4125) = (0.936, 1.091): class 1, raw arg-max 0
+    logits = logits_of([[0.6, 0.4], [0.6, 0.4], [0.6, 0.4], [0.55, 0.45]])
     out = sm(logits)
-    # p_model = batch mean; aligned probabilities are what the targets come from
     p = logits.softmax(-1)
     aligned = p * 0.5 / p.mean(0)
     aligned = aligned / aligned.sum(1, keepdim=True)
+    assert aligned.argmax(1).tolist() == [0, 0, 0, 1]  # the case is meaningful
+    assert out.targets.tolist() == [0, 0, 0, 0]  # raw arg-max
+    # the weights come from the aligned confidence
     assert torch.allclose(out.probs, aligned, atol=1e-6)
-    assert out.targets.tolist() == aligned.argmax(1).tolist()
+    m = aligned.max(1).values
+    mu = 0.999 * 0.5 + 0.001 * m.mean().item()
+    var = 0.999 * 1.0 + 0.001 * m.var(unbiased=True).item()
+    expected = [
+        math.exp(-(min(v - mu, 0.0) ** 2) / (2 * var / 4.0)) for v in m.tolist()
+    ]
+    assert out.weights.tolist() == pytest.approx(expected, rel=1e-5)
     assert "p_model" in sm.state_dict()
 
 
@@ -140,6 +151,21 @@ def test_flexmatch_thresholds_hand_computed():
     # normaliser = largest class count (2)
     assert nowarm.classwise_acc.tolist() == pytest.approx([1.0, 0.0, 0.5])
     assert nowarm.class_thresholds().tolist() == pytest.approx([0.9, 0.0, 0.3])
+
+
+def test_flexmatch_masks_a_batch_with_the_thresholds_before_its_own_update():
+    """Sample 2 (0.4 for class 0) passes the thresholds before this batch
+    (all 0) but not those after it (class 0: 0.9 M(2/3) = 0.45)."""
+    fm = FlexMatch(num_unlabeled=6, threshold=0.9, warmup=True)
+    probs = [
+        [0.95, 0.03, 0.02],
+        [0.92, 0.04, 0.04],
+        [0.4, 0.3, 0.3],
+        [0.01, 0.02, 0.97],
+    ]
+    out = fm(logits_of(probs), index=torch.tensor([0, 1, 2, 3]))
+    assert fm.class_thresholds()[0].item() == pytest.approx(0.45)  # after update
+    assert out.weights.tolist() == [1.0, 1.0, 1.0, 1.0]  # masked before it
 
 
 def test_flexmatch_stops_refreshing_when_every_sample_is_used():

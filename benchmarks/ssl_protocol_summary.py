@@ -1,0 +1,130 @@
+"""Tables of the CalibrateMix protocol from ``examples/semi_supervised.py`` results.
+
+Reads the JSON files of the runs and prints Markdown tables:
+
+* selection (runs evaluated on the validation split, ``--eval-on val``):
+  accuracy, ECE and the change against the base algorithm of the same seed;
+* test (``--eval-on test``): per method mean +- std over seeds of accuracy,
+  ECE with 15 and 10 bins, and, per seed, the ECE change and accuracy change
+  against the base algorithm of the same seed (same labeled subset, same
+  unlabeled pool, same initialisation);
+* the APM updates per unlabeled sample after the warm-up, and the split
+  diagnostics of the CalibrateMix runs.
+
+    python benchmarks/ssl_protocol_summary.py RUNS/select/*.json RUNS/test/*.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+
+def _load(paths):
+    runs = []
+    for p in paths:
+        r = json.loads(Path(p).read_text())
+        if r.get("kind") != "semi_supervised":
+            continue
+        r["_split"] = "val" if "eval=val" in r["setting"] else "test"
+        r["_base"] = r["config"]["algorithm"]
+        runs.append(r)
+    return runs
+
+
+def _ece(r, bins=15):
+    key = "ECE_Stream" if bins == 15 else "ECE10_Stream"
+    return r["calibration"][key]
+
+
+def _ms(values, fmt="{:.4f}"):
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
+
+
+def _pct(x):
+    return f"{100 * x:+.1f}%"
+
+
+def tables(runs) -> str:
+    out = []
+    for split in ("val", "test"):
+        group = [r for r in runs if r["_split"] == split]
+        if not group:
+            continue
+        base = {(r["_base"], r["seed"]): r for r in group if r["method"] == r["_base"]}
+        by_method = defaultdict(list)
+        for r in group:
+            by_method[(r["_base"], r["method"])].append(r)
+        out.append(f"### {split} split\n")
+        out.append(
+            "| method | n | accuracy | ECE (15) | ECE (10) | ECE change per seed "
+            "| mean ECE change | accuracy change per seed |"
+        )
+        out.append("| --- | ---: | ---: | ---: | ---: | --- | ---: | --- |")
+        for (algo, method), rs in sorted(by_method.items()):
+            rs = sorted(rs, key=lambda r: r["seed"])
+            acc = [r["final_average_accuracy"] for r in rs]
+            changes, dacc = [], []
+            for r in rs:
+                b = base.get((algo, r["seed"]))
+                if b is None or r is b:
+                    continue
+                changes.append((r["seed"], _ece(r) / _ece(b) - 1))
+                dacc.append(
+                    (
+                        r["seed"],
+                        r["final_average_accuracy"] - b["final_average_accuracy"],
+                    )
+                )
+            out.append(
+                f"| {method} | {len(rs)} | {_ms(acc)} | {_ms([_ece(r) for r in rs])} "
+                f"| {_ms([_ece(r, 10) for r in rs])} "
+                f"| {', '.join(f's{k} {_pct(c)}' for k, c in changes)} "
+                f"| {_pct(statistics.mean(c for _, c in changes)) if changes else ''} "
+                f"| {', '.join(f's{k} {d:+.4f}' for k, d in dacc)} |"
+            )
+        out.append("")
+    cms = [r for r in runs if r.get("calibratemix")]
+    if cms:
+        out.append("### CalibrateMix runs: APM updates and split diagnostics\n")
+        out.append(
+            "| split | method | seed | pool | APM updates per sample (mean, min) "
+            "| easy / hard / undecided | APM easy / hard | AUM easy / hard "
+            "| pair cosine |"
+        )
+        out.append("| --- | --- | ---: | ---: | --- | --- | --- | --- | ---: |")
+        for r in sorted(cms, key=lambda r: (r["_split"], r["method"], r["seed"])):
+            c = r["calibratemix"]
+            u = c["apm_updates_per_sample"]
+            d = c["split"]
+            out.append(
+                f"| {r['_split']} | {r['method']} | {r['seed']} | {c['unlabeled_pool']} "
+                f"| {u['mean']:.1f}, {u['min']} "
+                f"| {d['unlabeled_easy_fraction']:.2f} / {d['unlabeled_hard_fraction']:.2f}"
+                f" / {d['unlabeled_undecided_fraction']:.2f} "
+                f"| {d['unlabeled_easy_apm']:.2f} / {d['unlabeled_hard_apm']:.2f} "
+                f"| {d['labeled_easy_aum']:.2f} / {d['labeled_hard_aum']:.2f} "
+                f"| {d['pair_similarity']:.3f} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("results", nargs="+", help="JSON files of the runs")
+    args = p.parse_args(argv)
+    text = tables(_load(args.results))
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
