@@ -123,8 +123,9 @@ def current_only_mask(
     source keeps every logit. With ``lam`` given, a partner that contributes
     nothing (``lam = 1``, an empty CutMix box) does not count as a source.
     """
-    present = torch.zeros(num_classes, dtype=torch.bool, device=y.device)
-    present[y[~is_buffer]] = True
+    # classes of the current samples, without boolean indexing (no host sync)
+    counts = torch.zeros(num_classes, device=y.device)
+    present = counts.scatter_add(0, y.long(), (~is_buffer).float()) > 0
     partner_is_buffer = is_buffer[partner]
     if lam is not None:  # lam = 1 (e.g. an empty CutMix box): nothing was mixed in
         partner_is_buffer = partner_is_buffer & (lam.to(y.device) < 1.0)
