@@ -346,3 +346,35 @@ def test_pair_scores_predict_what_a_step_does_to_old_classes(digits_benchmark):
     assert len(rows) >= 30
     assert agree[top].float().mean() >= 0.7
     assert agree.float().mean() >= 0.5
+
+
+def test_first_experience_is_not_mixed_by_default(digits_benchmark):
+    """Before any previous class exists no pair can be scored: no mixed loss."""
+    losses = {0: [], 1: []}
+
+    class Watch(SupervisedPlugin):
+        def __init__(self, plugin):
+            super().__init__()
+            self.plugin = plugin
+
+        def before_training_iteration(self, strategy, **kwargs):
+            self.plugin.last_loss = None
+
+        def before_backward(self, strategy, **kwargs):
+            exp = strategy.experience.current_experience
+            losses[exp].append(self.plugin.last_loss)
+
+    gradmix = GradMixPlugin(seed=0)
+    model = SmallCNN(num_classes=10)
+    strategy = Naive(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+        train_mb_size=32,
+        device="cpu",
+        plugins=[ReplayPlugin(mem_size=100), gradmix, Watch(gradmix)],
+        evaluator=EvaluationPlugin(loggers=[]),
+    )
+    for exp in digits_benchmark.train_stream[:2]:
+        strategy.train(exp)
+    assert losses[0] and all(v is None for v in losses[0])
+    assert any(v is not None for v in losses[1])

@@ -30,8 +30,8 @@ class LossRecorder(SupervisedPlugin):
 PLUGINS = {
     "mixup": lambda: MixupPlugin(seed=1),
     "cutmix": lambda: CutMixPlugin(seed=1),
-    "gradmix": lambda: GradMixPlugin(seed=1),
-    "gradmix_cutmix": lambda: GradMixPlugin(seed=1, mix="cutmix"),
+    "gradmix": lambda: GradMixPlugin(seed=1, no_buffer="mixup"),
+    "gradmix_cutmix": lambda: GradMixPlugin(seed=1, no_buffer="mixup", mix="cutmix"),
 }
 SETUPS = ["naive_replay", "er_ace", "er_aml", "der", "no_buffer"]
 
@@ -86,7 +86,7 @@ def test_gradmix_scores_previous_class_pairs_on_every_replay_setup(
     """On the second experience GradMix finds the buffer samples of each setup:
     pairs between a previous class and a current one get evidence, and the
     mixed term changes every step's loss."""
-    plugin = GradMixPlugin(seed=1)
+    plugin = GradMixPlugin(seed=1, no_buffer="mixup")
     losses, _, _ = run(setup, digits_benchmark, plugin)
     base = baselines[setup]
     assert len(losses) == len(base)
@@ -288,8 +288,10 @@ def test_mixed_loss_and_inputs_match_an_independent_recomputation(
     plugin = {
         "mixup": lambda: MixupPlugin(seed=2, weight=weight),
         "cutmix": lambda: CutMixPlugin(seed=2, weight=weight),
-        "gradmix": lambda: GradMixPlugin(seed=2, weight=weight),
-        "gradmix_cutmix": lambda: GradMixPlugin(seed=2, weight=weight, mix="cutmix"),
+        "gradmix": lambda: GradMixPlugin(seed=2, no_buffer="mixup", weight=weight),
+        "gradmix_cutmix": lambda: GradMixPlugin(
+            seed=2, no_buffer="mixup", weight=weight, mix="cutmix"
+        ),
     }[name]()
     records, _ = audited_run(setup, distinct_digits, plugin, mode)
     recover = recover_cutmix if mode == "cutmix" else recover_mixup
@@ -368,19 +370,21 @@ def test_buffer_samples_are_found_per_strategy(setup, pairing, distinct_digits):
 
 
 def test_same_seed_same_result(digits_benchmark):
-    a = run("er_ace", digits_benchmark, GradMixPlugin(seed=5))
-    b = run("er_ace", digits_benchmark, GradMixPlugin(seed=5))
-    c = run("er_ace", digits_benchmark, GradMixPlugin(seed=6))
+    a = run("er_ace", digits_benchmark, GradMixPlugin(seed=5, no_buffer="mixup"))
+    b = run("er_ace", digits_benchmark, GradMixPlugin(seed=5, no_buffer="mixup"))
+    c = run("er_ace", digits_benchmark, GradMixPlugin(seed=6, no_buffer="mixup"))
     assert a[0] == b[0] and a[1] == b[1]
     assert a[0] != c[0]
 
 
 def test_composes_with_lwf(digits_benchmark):
-    plain, _, _ = run("naive_replay", digits_benchmark, GradMixPlugin(seed=1))
+    plain, _, _ = run(
+        "naive_replay", digits_benchmark, GradMixPlugin(seed=1, no_buffer="mixup")
+    )
     with_lwf, _, strategy = run(
         "naive_replay",
         digits_benchmark,
-        GradMixPlugin(seed=1),
+        GradMixPlugin(seed=1, no_buffer="mixup"),
         extra=[LwFPlugin(alpha=1.0)],
     )
     n_first = len(digits_benchmark.train_stream[0].dataset) // 32 + 1
@@ -487,7 +491,7 @@ def test_timm_model_under_bfloat16_autocast(digits_benchmark):
         embed_dim=48,
         num_heads=2,
     )
-    plugin = GradMixPlugin(seed=0)
+    plugin = GradMixPlugin(seed=0, no_buffer="mixup")
     rec = LossRecorder()
     strategy = Naive(
         model=model,
@@ -555,7 +559,7 @@ def test_non_finite_mixed_loss_is_skipped_and_scores_stay_finite(digits_benchmar
                 strategy.mbatch[0] = x
 
     model = make_mlp()
-    plugin = GradMixPlugin(seed=0)
+    plugin = GradMixPlugin(seed=0, no_buffer="mixup")
     strategy = Naive(
         model=model,
         optimizer=torch.optim.SGD(
@@ -589,7 +593,7 @@ def test_helpful_fraction_reaches_avalanche_loggers(digits_benchmark, tmp_path, 
     from avalanche_mixplugins.plots import pair_score_heatmap
 
     model = make_mlp()
-    plugin = GradMixPlugin(seed=0)
+    plugin = GradMixPlugin(seed=0, no_buffer="mixup")
     evaluator = EvaluationPlugin(
         accuracy_metrics(stream=True),
         loggers=[
