@@ -166,6 +166,9 @@ class GradientPairs(PairPolicy):
         self.fallback = fallback
         self.scores = torch.zeros(0, 0)
         self.seen = torch.zeros(0, 0, dtype=torch.bool)
+        self.exempt: Tensor | None = None
+        """Optional bool ``(C,)``: pairs of two such classes are mixed whatever
+        their score (they still receive evidence)."""
 
     # -- state -------------------------------------------------------------
     @property
@@ -195,10 +198,19 @@ class GradientPairs(PairPolicy):
         self.seen = state["seen"].clone().bool()
 
     # -- steps -------------------------------------------------------------
+    def _exempt_pairs(self, a: Tensor, b: Tensor) -> Tensor | None:
+        """Bool, broadcast of ``a`` and ``b``: both classes are exempt."""
+        if self.exempt is None:
+            return None
+        ex = self.exempt.to(a.device)
+        return ex[a] & ex[b]
+
     def known_detrimental(self, y: Tensor) -> Tensor:
         """``(N, N)`` bool: the class pair of ``(i, j)`` has a score <= 0."""
         s = self.scores[y][:, y]
-        return self.seen[y][:, y] & (s <= 0)
+        blocked = self.seen[y][:, y] & (s <= 0)
+        exempt = self._exempt_pairs(y.view(-1, 1), y.view(1, -1))
+        return blocked if exempt is None else blocked & ~exempt
 
     def select(self, y, is_buffer, *, generator=None):
         allowed = allowed_pairs(is_buffer, self.pairing)
@@ -246,6 +258,9 @@ class GradientPairs(PairPolicy):
         """Bool ``(N,)``: the class pair of each mixed sample has a positive score."""
         same = y == y[partner]
         positive = self.seen[y, y[partner]] & (self.scores[y, y[partner]] > 0)
+        exempt = self._exempt_pairs(y, y[partner])
+        if exempt is not None:
+            positive = positive | exempt
         if self.fallback == "same_class":
             return positive | same
         return positive

@@ -289,10 +289,24 @@ BUGS: list[Bug] = [
     ),
     Bug(
         "mix-no-asymmetric-under-ace", "plugins", "avalanche_mixplugins/plugins/base.py",
-        "        return isinstance(strategy, (ER_ACE, ER_AML))",
-        "        return False",
+        "            return self.default_asymmetric",
+        "            return None",
         ("tests/test_asymmetric.py",),
         "under ER-ACE, current-current candidates are trained over every class",
+    ),
+    Bug(
+        "gm-current-pairs-filtered-under-ace", "gradmix", "avalanche_mixplugins/pairing.py",
+        "            positive = positive | exempt",
+        "            positive = positive",
+        ("tests/test_asymmetric.py",),
+        "under ER-ACE, mixes of two current samples are still dropped by their score",
+    ),
+    Bug(
+        "mix-buffer-pairs-keep-current-logits", "plugins", "avalanche_mixplugins/plugins/base.py",
+        '                previous_only=mode == "both",',
+        "                previous_only=False,",
+        ("tests/test_asymmetric.py",),
+        'asymmetric="both": buffer-buffer mixes still push the current logits down',
     ),
     Bug(
         "gm-fidelity-sign", "gradmix", "avalanche_mixplugins/pairing.py",

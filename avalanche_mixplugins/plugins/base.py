@@ -108,29 +108,44 @@ def _check_label_range(y: Tensor, n_outputs: int) -> None:
         )
 
 
+ASYMMETRIC_MODES = ("current", "both")
+
+
 def current_only_mask(
     y: Tensor,
     is_buffer: Tensor,
     partner: Tensor,
     num_classes: int,
     lam: Tensor | None = None,
+    *,
+    previous_only: bool = False,
 ) -> Tensor:
     """Bool ``(N, C)`` mask of the logits an asymmetric cross-entropy leaves out.
 
     A candidate mixed from two current samples is scored over the classes of
     the current samples of the batch only (as ER-ACE scores current samples),
     so it never pushes previous-class logits down; a candidate with a buffer
-    source keeps every logit. With ``lam`` given, a partner that contributes
-    nothing (``lam = 1``, an empty CutMix box) does not count as a source.
+    source keeps every logit. With ``previous_only``, the mirror rule also
+    applies: a candidate mixed from two buffer samples leaves out the classes
+    of the current samples, so it never pushes the new classes' logits down.
+    With ``lam`` given, a partner that contributes nothing (``lam = 1``, an
+    empty CutMix box) does not count as a source.
     """
     # classes of the current samples, without boolean indexing (no host sync)
     counts = torch.zeros(num_classes, device=y.device)
     present = counts.scatter_add(0, y.long(), (~is_buffer).float()) > 0
     partner_is_buffer = is_buffer[partner]
+    partner_is_current = ~partner_is_buffer
     if lam is not None:  # lam = 1 (e.g. an empty CutMix box): nothing was mixed in
-        partner_is_buffer = partner_is_buffer & (lam.to(y.device) < 1.0)
+        mixed_in = lam.to(y.device) < 1.0
+        partner_is_buffer = partner_is_buffer & mixed_in
+        partner_is_current = partner_is_current & mixed_in
     current_pair = ~is_buffer & ~partner_is_buffer
-    return current_pair.view(-1, 1) & ~present.view(1, -1)
+    mask = current_pair.view(-1, 1) & ~present.view(1, -1)
+    if previous_only:
+        buffer_pair = is_buffer & ~partner_is_current
+        mask = mask | (buffer_pair.view(-1, 1) & present.view(1, -1))
+    return mask
 
 
 class MixingPlugin(SupervisedPlugin, supports_distributed=True):
@@ -148,10 +163,14 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
     :param alpha: ``lam ~ Beta(alpha, alpha)``.
     :param prob: chance that an iteration adds a mixed loss at all.
     :param weight: weight of the mixed loss added to the strategy's loss.
-    :param asymmetric: score candidates mixed from two current samples over
-        the current classes only (asymmetric cross-entropy, as ER-ACE and
-        ER-AML train their current samples), so the mixed loss does not undo
-        what those strategies protect. ``None`` (default): on for ``ER_ACE``
+    :param asymmetric: ``"current"`` (or ``True``): score candidates mixed
+        from two current samples over the current classes only (asymmetric
+        cross-entropy, as ER-ACE and ER-AML train their current samples), so
+        the mixed loss does not undo what those strategies protect;
+        ``"both"``: in addition, candidates mixed from two buffer samples
+        are scored without the current classes, so they do not push the new
+        classes' logits down either; ``False``: every candidate keeps every
+        logit. ``None`` (default): :attr:`default_asymmetric` for ``ER_ACE``
         and ``ER_AML``, off otherwise.
     :param seed: seed of the plugin's own random generator (pairs, ``lam``,
         boxes); ``None`` draws it from torch's global generator, so
@@ -166,7 +185,7 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         alpha: float = 1.0,
         prob: float = 1.0,
         weight: float = 1.0,
-        asymmetric: bool | None = None,
+        asymmetric: bool | str | None = None,
         seed: int | None = None,
     ):
         super().__init__()
@@ -181,9 +200,12 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         self.alpha = check_alpha(alpha)
         self.prob = _check_fraction("prob", prob)
         self.weight = _check_weight(weight)
-        if asymmetric not in (None, True, False):
+        if asymmetric is not None and not (
+            isinstance(asymmetric, bool) or asymmetric in ASYMMETRIC_MODES
+        ):
             raise ValueError(
-                f"asymmetric must be None, True or False, got {asymmetric!r}"
+                "asymmetric must be None, True, False, 'current' or 'both', "
+                f"got {asymmetric!r}"
             )
         self.asymmetric = asymmetric
         if seed is None:
@@ -250,12 +272,21 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         is_buffer = ~torch.isin(y, self._current)
         return x, y, t, is_buffer
 
-    def _asymmetric(self, strategy: SupervisedTemplate) -> bool:
-        if self.asymmetric is not None:
-            return self.asymmetric
-        from avalanche.training import ER_ACE, ER_AML
+    default_asymmetric: str = "current"
+    """The asymmetric mode ``asymmetric=None`` resolves to under ER-ACE / ER-AML."""
 
-        return isinstance(strategy, (ER_ACE, ER_AML))
+    def _asymmetric(self, strategy: SupervisedTemplate) -> str | None:
+        """The asymmetric mode of this strategy: ``"current"``, ``"both"`` or ``None``."""
+        mode = self.asymmetric
+        if mode is None:
+            from avalanche.training import ER_ACE, ER_AML
+
+            if not isinstance(strategy, (ER_ACE, ER_AML)):
+                return None
+            return self.default_asymmetric
+        if mode is True:
+            return "current"
+        return mode or None
 
     # -- policy hooks (overridden by GradMix) --------------------------------
     def select_pairs(
@@ -300,8 +331,16 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
             self._check_labels = False
             _check_label_range(y, logits.shape[1])
         mask = None
-        if self._asymmetric(strategy):
-            mask = current_only_mask(y, is_buffer, partner, logits.shape[1], lam_y)
+        mode = self._asymmetric(strategy)
+        if mode is not None:
+            mask = current_only_mask(
+                y,
+                is_buffer,
+                partner,
+                logits.shape[1],
+                lam_y,
+                previous_only=mode == "both",
+            )
             logits = logits.masked_fill(mask, float("-inf"))
         return MixedBatch(
             x, y, t, is_buffer, partner, active, lam_y, x_mix, logits, mask
@@ -362,4 +401,4 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         self.policy.load_state_dict(state["policy"])
 
 
-__all__ = ["MixedBatch", "MixingPlugin", "current_only_mask"]
+__all__ = ["ASYMMETRIC_MODES", "MixedBatch", "MixingPlugin", "current_only_mask"]

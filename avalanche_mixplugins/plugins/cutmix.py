@@ -39,7 +39,7 @@ class CutMixPlugin(MixingPlugin, supports_distributed=True):
         prob: float = 1.0,
         weight: float = 1.0,
         pairing: str = "all",
-        asymmetric: bool | None = None,
+        asymmetric: bool | str | None = None,
         seed: int | None = None,
     ):
         super().__init__(

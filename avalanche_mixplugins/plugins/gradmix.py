@@ -126,8 +126,19 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         ``"survivors"``: divided by the helpful samples, which gives each
         survivor more weight as fewer survive (it can blow the loss up at an
         experience boundary). The last two are kept for ablations.
-    :param asymmetric: see :class:`MixingPlugin` (``None``: on for ER-ACE
-        and ER-AML).
+    :param asymmetric: see :class:`MixingPlugin`. ``None`` (default):
+        ``"both"`` for ER-ACE and ER-AML (mixes of two current samples leave
+        the previous classes out, mixes of two buffer samples leave the
+        current classes out; chosen on validation data: the mixes GradMix
+        keeps are mostly old-class mixes, which trained over every logit
+        bias new inputs towards old classes), off otherwise.
+    :param filter_current: whether mixes of two current-class samples go
+        through the score filter. ``None`` (default): they do, unless the
+        asymmetric loss is on; under it their loss never reaches a
+        previous-class logit (the interference ER-ACE accepts for its own
+        current samples), so they are mixed as plain Mixup would and only
+        mixes with a buffer source are filtered. Their scores are still
+        updated and reported.
     :param seed: seed of the plugin's random generator. Under
         ``torch.distributed`` every rank must use the same seed (the default
         ``None`` draws it from torch's global generator, which the ranks
@@ -135,6 +146,8 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         whether a step is mixed, and a rank that skipped would leave the
         others waiting in the all-reduce.
     """
+
+    default_asymmetric = "both"
 
     def __init__(
         self,
@@ -151,7 +164,8 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         no_buffer: str = "none",
         leave_one_out: bool = True,
         loss_norm: str = "candidates",
-        asymmetric: bool | None = None,
+        asymmetric: bool | str | None = None,
+        filter_current: bool | None = None,
         seed: int | None = None,
     ):
         if grad_space not in GRAD_SPACES:
@@ -177,6 +191,11 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
             raise ValueError(
                 f"loss_norm must be one of {LOSS_NORMS}, got {loss_norm!r}"
             )
+        if filter_current not in (None, True, False):
+            raise ValueError(
+                f"filter_current must be None, True or False, got {filter_current!r}"
+            )
+        self.filter_current = filter_current
         self.grad_space = grad_space
         self.no_buffer = no_buffer
         self.leave_one_out = bool(leave_one_out)
@@ -285,7 +304,23 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
             return draw_partners(allowed, generator=self.generator)
         n_labels = max(self._seen_classes | set(self._current_classes)) + 1
         self.policy.grow(n_labels, device=y.device)
+        self.policy.exempt = self._exempt_classes(strategy, n_labels, y.device)
         return super().select_pairs(strategy, y, is_buffer)
+
+    def _filters_current(self, strategy: SupervisedTemplate) -> bool:
+        if self.filter_current is not None:
+            return self.filter_current
+        return not self._asymmetric(strategy)
+
+    def _exempt_classes(
+        self, strategy: SupervisedTemplate, n_labels: int, device
+    ) -> Tensor | None:
+        """Bool ``(C,)`` of the current classes when their mutual mixes skip the filter."""
+        if self._filters_current(strategy):
+            return None
+        exempt = torch.zeros(n_labels, dtype=torch.bool, device=device)
+        exempt[self._current.to(device)] = True
+        return exempt
 
     def _pool_features(
         self, strategy: SupervisedTemplate, batch: MixedBatch

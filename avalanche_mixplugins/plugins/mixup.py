@@ -44,7 +44,7 @@ class MixupPlugin(MixingPlugin, supports_distributed=True):
         prob: float = 1.0,
         weight: float = 1.0,
         pairing: str = "all",
-        asymmetric: bool | None = None,
+        asymmetric: bool | str | None = None,
         seed: int | None = None,
     ):
         super().__init__(
