@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from avalanche_mixplugins.mixing import check_alpha, mix_inputs, one_hot, sample_lambda
+from avalanche_mixplugins.validation import check_k_fraction, check_scores
 
 MIX_LOSSES = ("bce", "ce")
 DEFAULT_ALPHA = 0.4
@@ -97,19 +98,6 @@ class MixedBatch(NamedTuple):
     split: Split
 
 
-def check_k_fraction(k_fraction: float) -> float:
-    """Return ``k_fraction`` as a float in ``(0, 1]`` or raise ``ValueError``."""
-    try:
-        value = float(k_fraction)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"k_fraction must be a number in (0, 1], got {k_fraction!r}"
-        ) from err
-    if not 0.0 < value <= 1.0:
-        raise ValueError(f"k_fraction must be in (0, 1], got {value}")
-    return value
-
-
 def num_candidates(num_unlabeled: int, k_fraction: float) -> int:
     """``k``: ``round(k_fraction * U)``, at least 1 and at most the smaller half.
 
@@ -131,16 +119,10 @@ def median_split(scores: Tensor) -> tuple[Tensor, Tensor]:
     :return: ``(easy, hard)`` long index tensors of sizes ``N - N // 2`` and
         ``N // 2``, each in ascending score order.
     """
-    _check_scores(scores)
+    check_scores(scores)
     order = torch.sort(scores.detach(), stable=True).indices
     half = scores.shape[0] // 2
     return order[half:], order[:half]
-
-
-def _check_scores(scores: Tensor) -> None:
-    if not isinstance(scores, Tensor) or scores.dim() != 1 or scores.shape[0] < 2:
-        shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores)
-        raise ValueError(f"expected scores of shape (N,) with N >= 2, got {shape}")
 
 
 def median_split_masks(
@@ -157,7 +139,7 @@ def median_split_masks(
     :param decided: bool ``(N,)``; ``None`` means every sample.
     :return: ``(easy, hard)`` bool ``(N,)`` masks.
     """
-    _check_scores(scores)
+    check_scores(scores)
     n = scores.shape[0]
     if decided is None:
         decided = torch.ones(n, dtype=torch.bool, device=scores.device)
