@@ -28,10 +28,7 @@ from ssl_ext.calibratemix_plugin import CalibrateMixPlugin
 
 
 def gather(t: torch.Tensor) -> list[torch.Tensor]:
-    t = t.detach().float().contiguous()
-    out = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
-    dist.all_gather(out, t)
-    return out
+    return DistributedHelper.gather_all(t.detach().float().contiguous())
 
 
 class StatsProbe(SupervisedPlugin, supports_distributed=True):
@@ -43,7 +40,7 @@ class StatsProbe(SupervisedPlugin, supports_distributed=True):
         self.steps = 0
         self.identical_steps = 0
         self.gather_ok = True
-        self.drawn: list[list[int]] = [[] for _ in range(dist.get_world_size())]
+        self.drawn: list[list[int]] = [[] for _ in range(DistributedHelper.world_size)]
 
     def after_training_iteration(self, strategy, **kwargs):
         state = strategy.pseudo_labeler.state_dict()
@@ -90,7 +87,7 @@ def run(algorithm: str, kwargs: dict, bench, unlabeled, calibratemix=False) -> d
     net = DistributedHelper.wrap_model(model())
     probe = StatsProbe()
     cmix = (
-        CalibrateMixPlugin(mode="fast", warmup=0, seed=dist.get_rank())
+        CalibrateMixPlugin(mode="fast", warmup=0, seed=DistributedHelper.rank)
         if calibratemix
         else None
     )
@@ -148,10 +145,10 @@ def main(path: str) -> None:
         "softmatch": run("softmatch", {}, bench, unlabeled),
         "calibratemix": run("softmatch", {}, bench, unlabeled, calibratemix=True),
     }
-    if dist.get_rank() == 0:
+    if DistributedHelper.rank == 0:
         with open(path, "w") as f:
             json.dump(result, f)
-    dist.barrier()
+    DistributedHelper.barrier()
     dist.destroy_process_group()
 
 
