@@ -14,15 +14,11 @@ import warnings
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from avalanche.benchmarks import nc_benchmark
 from avalanche.core import SupervisedPlugin
 from avalanche.distributed import DistributedHelper
 from avalanche.training.plugins import EvaluationPlugin
-from torch import nn
-from torch.utils.data import TensorDataset
+from ssl_helpers import small_cnn, ssl_digits
 
-from avalanche_mixplugins.benchmarks import load_digits_tensors
 from ssl_ext import SemiSupervisedStrategy, SSLViews
 from ssl_ext.calibratemix_plugin import CalibrateMixPlugin
 
@@ -58,33 +54,8 @@ class StatsProbe(SupervisedPlugin, supports_distributed=True):
         self.gather_ok &= torch.equal(rows.float(), torch.cat(parts))
 
 
-def data():
-    x_tr, y_tr, x_te, y_te = load_digits_tensors()
-    x_tr, x_te = F.pad(x_tr, (4, 4, 4, 4)), F.pad(x_te, (4, 4, 4, 4))
-    lab = torch.cat([torch.nonzero(y_tr == c)[:4, 0] for c in range(10)])
-    train = TensorDataset(x_tr[lab], y_tr[lab])
-    train.targets = y_tr[lab].tolist()
-    test = TensorDataset(x_te[:50], y_te[:50])
-    test.targets = y_te[:50].tolist()
-    bench = nc_benchmark(train, test, 1, task_labels=False, seed=0)
-    return bench, TensorDataset(x_tr[:300])
-
-
-def model() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 10),
-    )
-
-
 def run(algorithm: str, kwargs: dict, bench, unlabeled, calibratemix=False) -> dict:
-    net = DistributedHelper.wrap_model(model())
+    net = DistributedHelper.wrap_model(small_cnn(batch_norm=False))
     probe = StatsProbe()
     cmix = (
         CalibrateMixPlugin(mode="fast", warmup=0, seed=DistributedHelper.rank)
@@ -139,7 +110,7 @@ def main(path: str) -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     DistributedHelper.init_distributed(random_seed=0, backend="gloo", use_cuda=False)
-    bench, unlabeled = data()
+    bench, unlabeled = ssl_digits(per_class=4, n_test=50, n_unlabeled=300)
     result = {
         "flexmatch": run("flexmatch", {"threshold": 0.12}, bench, unlabeled),
         "softmatch": run("softmatch", {}, bench, unlabeled),

@@ -8,12 +8,10 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from avalanche.benchmarks import nc_benchmark
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
-from torch.utils.data import TensorDataset
+from ssl_helpers import small_cnn, ssl_digits
 
-from avalanche_mixplugins.benchmarks import load_digits_tensors
 from ssl_ext.calibratemix import (
     calibratemix_loss,
     dissimilar_partners,
@@ -28,14 +26,6 @@ from ssl_ext.strategy import SemiSupervisedStrategy
 from ssl_ext.views import SSLViews
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------ AUM/APM
@@ -305,29 +295,7 @@ def test_median_split_masks_against_sorting_by_hand():
 # --------------------------------------------------------------- the plugin
 @pytest.fixture(scope="module")
 def digits():
-    x_tr, y_tr, x_te, y_te = load_digits_tensors()
-    x_tr, x_te = F.pad(x_tr, (4, 4, 4, 4)), F.pad(x_te, (4, 4, 4, 4))
-    lab = torch.cat([torch.nonzero(y_tr == c)[:4, 0] for c in range(10)])
-    train = TensorDataset(x_tr[lab], y_tr[lab])
-    train.targets = y_tr[lab].tolist()
-    test = TensorDataset(x_te[:50], y_te[:50])
-    test.targets = y_te[:50].tolist()
-    bench = nc_benchmark(train, test, 1, task_labels=False, seed=0)
-    return bench, TensorDataset(x_tr)
-
-
-def small_cnn():
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 10),
-    )
+    return ssl_digits(per_class=4, n_test=50)
 
 
 class LossRecorder(SupervisedPlugin):

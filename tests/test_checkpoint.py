@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
-from avalanche.benchmarks import nc_benchmark
 from avalanche.core import SupervisedPlugin
 from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
 from avalanche.training import DER, ER_ACE, ER_AML, Naive
@@ -26,11 +24,10 @@ from avalanche.training.storage_policy import (
     ExperienceBalancedBuffer,
 )
 from nets import make_mlp
-from torch import nn
-from torch.utils.data import TensorDataset
+from ssl_helpers import small_cnn, ssl_digits
 
 from avalanche_mixplugins import CutMixPlugin, GradMixPlugin, MixupPlugin
-from avalanche_mixplugins.benchmarks import load_digits_tensors, split_digits
+from avalanche_mixplugins.benchmarks import split_digits
 from avalanche_mixplugins.checkpoint import (
     CheckpointPlugin,
     ResumableInExperience,
@@ -46,14 +43,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 ACC = "Top1_Acc_Stream/eval_phase/test_stream/Task000"
 LOSS = "Loss_Stream/eval_phase/test_stream/Task000"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class Interrupted(Exception):
@@ -443,36 +432,7 @@ def test_format_1_checkpoints_still_load(tmp_path):
 
 # ------------------------------------------------- SoftMatch (+ CalibrateMix)
 def ssl_data():
-    x_tr, y_tr, x_te, y_te = load_digits_tensors()
-    x_tr, x_te = F.pad(x_tr, (4, 4, 4, 4)), F.pad(x_te, (4, 4, 4, 4))
-    lab = torch.cat([torch.nonzero(y_tr == c)[:6, 0] for c in range(10)])
-    train = TensorDataset(x_tr[lab], y_tr[lab])
-    train.targets = y_tr[lab].tolist()
-    test = TensorDataset(x_te[:150], y_te[:150])
-    test.targets = y_te[:150].tolist()
-    bench = nc_benchmark(
-        train,
-        test,
-        2,
-        task_labels=False,
-        seed=0,
-        class_ids_from_zero_in_each_exp=False,
-    )
-    return bench, TensorDataset(x_tr[:400])
-
-
-def small_cnn():
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 10),
-    )
+    return ssl_digits(per_class=6, n_test=150, n_experiences=2, n_unlabeled=400)
 
 
 def build_ssl(unlabeled, seed: int, calibratemix: bool, extra=(), **kwargs):

@@ -34,16 +34,6 @@ CALLBACKS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on an oversubscribed
-    runner OpenMP spinning makes them many times slower: use one thread here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # --------------------------------------------------------------------- data
 @pytest.fixture(scope="module")
 def digits():
