@@ -34,6 +34,7 @@ index tensor is long on the inputs' device.
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -71,7 +72,7 @@ class Split(NamedTuple):
         return self.unlabeled_easy | self.unlabeled_hard
 
 
-class MixedBatch(NamedTuple):
+class CalibrateMixBatch(NamedTuple):
     """The mixed samples of one iteration (both mix groups, mix 1 first).
 
     :param x: mixed inputs ``(B, ...)``.
@@ -272,7 +273,7 @@ def make_mixed_batch(
     alpha: float = DEFAULT_ALPHA,
     k_fraction: float = DEFAULT_K_FRACTION,
     generator: torch.Generator | None = None,
-) -> MixedBatch:
+) -> CalibrateMixBatch:
     """Split, pair and mix one iteration's batches (steps 1-3 of the module doc).
 
     :param x_labeled: ``(B, ...)`` labeled (weak-view) inputs, ``B >= 2``.
@@ -328,7 +329,7 @@ def make_mixed_batch(
     rows = torch.arange(b, device=device)
     mixed = mix_inputs(pool, torch.cat([rows + b, rows]), torch.cat([lam, lam]))[:b]
     split = Split(labeled_scores, lab_is_easy, unlabeled_scores, ulb_easy, ulb_hard)
-    return MixedBatch(
+    return CalibrateMixBatch(
         mixed, labeled, partner, lam, group, pairs.valid, pairs.similarity, split
     )
 
@@ -358,7 +359,7 @@ def calibratemix_loss(
     :param group: ``(B,)`` mix group of each sample (0 or 1).
     :param loss: ``"bce"`` (sigmoid binary cross-entropy averaged over
         classes, as released) or ``"ce"`` (softmax cross-entropy).
-    :param valid: bool ``(B,)``: samples to count (``MixedBatch.valid``);
+    :param valid: bool ``(B,)``: samples to count (``CalibrateMixBatch.valid``);
         ``None`` counts all. Group means are over the valid samples.
     :param check_labels: validate the range of ``labels`` (host syncs); the
         plugin passes ``False`` because the strategy checks once per experience.
@@ -387,11 +388,23 @@ def calibratemix_loss(
     return (w * per_sample / sizes[group].clamp_min(1.0)).sum()
 
 
+def __getattr__(name: str):
+    if name == "MixedBatch":  # the name before CalibrateMixBatch
+        warnings.warn(
+            "ssl_ext.calibratemix.MixedBatch is deprecated: use "
+            "ssl_ext.calibratemix.CalibrateMixBatch",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return CalibrateMixBatch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_ALPHA",
     "DEFAULT_K_FRACTION",
     "MIX_LOSSES",
-    "MixedBatch",
+    "CalibrateMixBatch",
     "Partners",
     "Split",
     "calibratemix_loss",

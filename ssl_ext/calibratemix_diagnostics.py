@@ -13,7 +13,7 @@ import torch
 from avalanche.evaluation.metric_results import MetricValue
 from torch import Tensor
 
-from ssl_ext.calibratemix import MixedBatch
+from ssl_ext.calibratemix import CalibrateMixBatch
 
 DIAGNOSTICS = (
     "unlabeled_easy_fraction",
@@ -58,7 +58,7 @@ class SplitDiagnostics:
         """Zero sums for a new experience."""
         self.sums = torch.zeros(len(_SUMS), device=device)
 
-    def record(self, mixed: MixedBatch) -> None:
+    def record(self, mixed: CalibrateMixBatch) -> None:
         """Add one split to the running sums (no host synchronisation)."""
         sp = mixed.split
         easy, hard = sp.unlabeled_easy.float(), sp.unlabeled_hard.float()

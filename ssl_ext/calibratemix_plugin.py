@@ -32,7 +32,7 @@ from ssl_ext.calibratemix import (
     DEFAULT_ALPHA,
     DEFAULT_K_FRACTION,
     MIX_LOSSES,
-    MixedBatch,
+    CalibrateMixBatch,
     calibratemix_loss,
     make_mixed_batch,
 )
@@ -178,9 +178,9 @@ class CalibrateMixPlugin(SupervisedPlugin):
         self.mix_loss: Tensor | None = None
         """Detached ``L_mix1 + L_mix2`` of the last iteration (``None`` if none)."""
         self._unlabeled = None
-        self.mixed: MixedBatch | None = None
+        self.mixed: CalibrateMixBatch | None = None
         """This iteration's mixed batch, with the split it came from
-        (``MixedBatch.split``); ``None`` when nothing is mixed."""
+        (``CalibrateMixBatch.split``); ``None`` when nothing is mixed."""
         self.history: list[dict] = []
         """Per experience: the means of :data:`DIAGNOSTICS` over its mixing
         iterations, and ``mixing_iterations``."""

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
@@ -617,19 +616,6 @@ class Poison(SupervisedPlugin):
             self.poisoned = int(strategy.mb_ulb_index[0])
 
 
-def no_bn_cnn():
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 10),
-    )
-
-
 @pytest.mark.parametrize("where", ["labeled", "unlabeled"])
 def test_nan_inputs_never_enter_aum_or_apm(digits, where):
     """A NaN input makes its logits row NaN (no BatchNorm to spread it): that
@@ -637,7 +623,7 @@ def test_nan_inputs_never_enter_aum_or_apm(digits, where):
     whose gradients are NaN is skipped with a warning."""
     bench, ulb = digits
     torch.manual_seed(0)
-    model = no_bn_cnn()
+    model = small_cnn(batch_norm=False)
     poison = Poison(where)
     cm = CalibrateMixPlugin(mode="fast", warmup=0, k_fraction=0.2, seed=0)
     strategy = SemiSupervisedStrategy(
@@ -667,22 +653,27 @@ def test_nan_inputs_never_enter_aum_or_apm(digits, where):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_plugin_bad_arguments():
-    with pytest.raises(ValueError, match="mode"):
-        CalibrateMixPlugin(mode="slow")
-    with pytest.raises(ValueError, match="warmup"):
-        CalibrateMixPlugin(warmup=1.5)
-    with pytest.raises(ValueError, match="warmup"):
-        CalibrateMixPlugin(warmup=-1)
-    with pytest.raises(ValueError, match="loss"):
-        CalibrateMixPlugin(loss="mse")
-    with pytest.raises(ValueError, match="k_fraction"):
-        CalibrateMixPlugin(k_fraction=2)
-    with pytest.raises(ValueError, match="mix_weight"):
-        CalibrateMixPlugin(mix_weight=-1)
-    with pytest.raises(ValueError, match="double_base_loss"):
-        CalibrateMixPlugin(double_base_loss="yes")
-    with pytest.raises(ValueError, match="min_apm_updates"):
-        CalibrateMixPlugin(min_apm_updates=0)
-    with pytest.raises(ValueError, match="split_rule"):
-        CalibrateMixPlugin(split_rule="median")
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"mode": "slow"}, "mode"),
+        ({"warmup": 1.5}, "warmup"),
+        ({"warmup": -1}, "warmup"),
+        ({"loss": "mse"}, "loss"),
+        ({"k_fraction": 2}, "k_fraction"),
+        ({"mix_weight": -1}, "mix_weight"),
+        ({"double_base_loss": "yes"}, "double_base_loss"),
+        ({"min_apm_updates": 0}, "min_apm_updates"),
+        ({"split_rule": "median"}, "split_rule"),
+    ],
+)
+def test_plugin_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CalibrateMixPlugin(**kwargs)
+
+
+def test_mixed_batch_is_a_deprecated_name():
+    import ssl_ext.calibratemix as cm
+
+    with pytest.warns(DeprecationWarning, match="CalibrateMixBatch"):
+        assert cm.MixedBatch is cm.CalibrateMixBatch
