@@ -16,10 +16,8 @@ import torch
 import torch.distributed as dist
 from avalanche.core import SupervisedPlugin
 from avalanche.distributed import DistributedHelper
-from avalanche.training.plugins import EvaluationPlugin
-from ssl_helpers import small_cnn, ssl_digits
+from ssl_helpers import small_cnn, ssl_digits, ssl_strategy
 
-from ssl_ext import SemiSupervisedStrategy, SSLViews
 from ssl_ext.calibratemix_plugin import CalibrateMixPlugin
 
 
@@ -62,18 +60,15 @@ def run(algorithm: str, kwargs: dict, bench, unlabeled, calibratemix=False) -> d
         if calibratemix
         else None
     )
-    strategy = SemiSupervisedStrategy(
-        model=net,
-        optimizer=torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9),
-        unlabeled=unlabeled,
+    strategy = ssl_strategy(
+        net,
+        unlabeled,
+        [probe] + ([cmix] if cmix else []),
+        lr=0.05,
+        momentum=0.9,
         algorithm=algorithm,
         algorithm_kwargs=kwargs,
-        mu=2,
-        train_mb_size=8,
         train_iterations=6,
-        views=SSLViews(flip=False, group_size=8),
-        plugins=[probe] + ([cmix] if cmix else []),
-        evaluator=EvaluationPlugin(loggers=[]),
     )
     strategy.train(bench.train_stream[0])
     state = strategy.pseudo_labeler.state_dict()

@@ -1,4 +1,4 @@
-"""Small real data and models shared by the semi-supervised tests.
+"""Small real data, a model and a strategy shared by the semi-supervised tests.
 
 Imported by ``test_calibratemix.py``, ``test_checkpoint.py`` and the
 ``distributed_ssl.py`` worker (which runs outside pytest, so these are plain
@@ -10,10 +10,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from avalanche.benchmarks import nc_benchmark
+from avalanche.training.plugins import EvaluationPlugin
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from avalanche_mixplugins.benchmarks import load_digits_tensors
+from ssl_ext import SemiSupervisedStrategy, SSLViews
 
 
 def ssl_digits(
@@ -58,4 +60,31 @@ def small_cnn(*, batch_norm: bool = True) -> nn.Module:
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
         nn.Linear(16, 10),
+    )
+
+
+def ssl_strategy(
+    model: nn.Module,
+    unlabeled,
+    plugins=(),
+    *,
+    lr: float = 0.03,
+    momentum: float = 0.0,
+    **kwargs,
+) -> SemiSupervisedStrategy:
+    """The strategy of the tests: SGD, FixMatch, ``B = 8``, ``mu = 2``, views
+    without flips (digits), no loggers; every argument can be overridden."""
+    options = {
+        "algorithm": "fixmatch",
+        "train_mb_size": 8,
+        "mu": 2,
+        "views": SSLViews(flip=False, group_size=8),
+        "evaluator": EvaluationPlugin(loggers=[]),
+    } | kwargs
+    return SemiSupervisedStrategy(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum),
+        unlabeled=unlabeled,
+        plugins=list(plugins),
+        **options,
     )

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
-from ssl_helpers import small_cnn, ssl_digits
+from ssl_helpers import small_cnn, ssl_digits, ssl_strategy
 
 from ssl_ext.calibratemix import (
     calibratemix_loss,
@@ -21,8 +21,6 @@ from ssl_ext.calibratemix import (
 )
 from ssl_ext.calibratemix_plugin import CalibrateMixPlugin
 from ssl_ext.dynamics import APMTracker, AUMTracker, margins, pseudo_margins
-from ssl_ext.strategy import SemiSupervisedStrategy
-from ssl_ext.views import SSLViews
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -338,17 +336,15 @@ def run(digits, algorithm, mode, iterations=3, warmup=1, b=8, mu=2, **kwargs):
     kwargs.setdefault("k_fraction", 0.2)
     cm = CalibrateMixPlugin(mode=mode, warmup=warmup, seed=0, **kwargs)
     rec = LossRecorder(cm)
-    strategy = SemiSupervisedStrategy(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9),
-        unlabeled=ulb,
+    strategy = ssl_strategy(
+        model,
+        ulb,
+        [cm, rec],
+        momentum=0.9,
         algorithm=algorithm,
         train_mb_size=b,
         mu=mu,
         train_iterations=iterations,
-        views=SSLViews(flip=False, group_size=8),
-        plugins=[cm, rec],
-        evaluator=EvaluationPlugin(),
     )
     strategy.train(bench.train_stream[0])
     return cm, rec.rows, forwards, backwards, strategy
@@ -524,16 +520,11 @@ def test_diagnostics_are_the_split_values_and_reach_the_loggers(digits):
     cm = CalibrateMixPlugin(mode="fast", warmup=2, k_fraction=0.2, seed=0)
     rec = LossRecorder(cm)
     sink = MetricSink()
-    strategy = SemiSupervisedStrategy(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.03),
-        unlabeled=ulb,
-        algorithm="fixmatch",
-        train_mb_size=8,
-        mu=2,
+    strategy = ssl_strategy(
+        model,
+        ulb,
+        [cm, rec],
         train_iterations=5,
-        views=SSLViews(flip=False, group_size=8),
-        plugins=[cm, rec],
         evaluator=EvaluationPlugin(loggers=[sink]),
     )
     strategy.train(bench.train_stream[0])
@@ -626,18 +617,7 @@ def test_nan_inputs_never_enter_aum_or_apm(digits, where):
     model = small_cnn(batch_norm=False)
     poison = Poison(where)
     cm = CalibrateMixPlugin(mode="fast", warmup=0, k_fraction=0.2, seed=0)
-    strategy = SemiSupervisedStrategy(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.03),
-        unlabeled=ulb,
-        algorithm="fixmatch",
-        train_mb_size=8,
-        mu=2,
-        train_iterations=3,
-        views=SSLViews(flip=False, group_size=8),
-        plugins=[poison, cm],
-        evaluator=EvaluationPlugin(),
-    )
+    strategy = ssl_strategy(model, ulb, [poison, cm], train_iterations=3)
     with pytest.warns(RuntimeWarning, match="NaN or inf"):
         strategy.train(bench.train_stream[0])
     assert strategy.skipped_steps >= 1

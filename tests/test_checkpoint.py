@@ -24,7 +24,7 @@ from avalanche.training.storage_policy import (
     ExperienceBalancedBuffer,
 )
 from nets import make_mlp
-from ssl_helpers import small_cnn, ssl_digits
+from ssl_helpers import small_cnn, ssl_digits, ssl_strategy
 
 from avalanche_mixplugins import CutMixPlugin, GradMixPlugin, MixupPlugin
 from avalanche_mixplugins.benchmarks import split_digits
@@ -36,7 +36,6 @@ from avalanche_mixplugins.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from ssl_ext import SemiSupervisedStrategy, SSLViews
 from ssl_ext.calibratemix_plugin import CalibrateMixPlugin
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -440,17 +439,14 @@ def build_ssl(unlabeled, seed: int, calibratemix: bool, extra=(), **kwargs):
     model = small_cnn()
     if calibratemix:
         extra = [CalibrateMixPlugin(mode="fast", warmup=3, seed=4), *extra]
-    return SemiSupervisedStrategy(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9),
-        unlabeled=unlabeled,
+    return ssl_strategy(
+        model,
+        unlabeled,
+        [ReplayPlugin(mem_size=30), DrawsAtExperienceStart(), *extra],
+        momentum=0.9,
         algorithm=kwargs.pop("algorithm", "softmatch"),
-        mu=2,
-        train_mb_size=8,
         train_iterations=12,
         ema_decay=0.9,
-        views=SSLViews(flip=False, group_size=8),
-        plugins=[ReplayPlugin(mem_size=30), DrawsAtExperienceStart(), *extra],
         evaluator=evaluator(),
         **kwargs,
     )
