@@ -61,8 +61,12 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 DOCUMENTED_SYNCS = {
     "avalanche_mixplugins/plugins/base.py": "mixing plugins: non-finite check of "
     "the mixed loss, one per step (docs/bad_input.md)",
-    "ssl_ext/strategy.py": "SSL strategy: non-finite check of the unlabeled "
-    "logits, one per step (docs/bad_input.md)",
+    "ssl_ext/strategy.py": "SSL strategy: label range, once per experience "
+    "(docs/bad_input.md)",
+    "ssl_ext/pseudo_labelling.py": "SSL strategy: non-finite check of the "
+    "unlabeled logits, one per step (docs/bad_input.md)",
+    "ssl_ext/amp_ema.py": "SSL strategy: non-finite check of the loss and "
+    "gradients, one per step (docs/bad_input.md)",
     "ssl_ext/calibratemix_plugin.py": "CalibrateMix: easy/hard split "
     "(docs/calibratemix.md, host synchronisation)",
     "ssl_ext/calibratemix.py": "CalibrateMix: easy/hard split "

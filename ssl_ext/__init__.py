@@ -13,7 +13,16 @@ Modules:
   batch of ``B`` and an unlabeled batch of ``mu * B`` per iteration, one joint
   forward, every Avalanche callback; the per-iteration tensors (views, logits,
   pseudo-labels, weights, loss parts, sample ids) are strategy attributes so
-  plugins can add loss terms.
+  plugins can add loss terms. It is Avalanche's ``SupervisedTemplate`` plus
+  one mixin per idea: :mod:`ssl_ext.extension_points` (what a plugin may
+  call: ``add_forward_input``, ``second_pass``, ...),
+  :mod:`ssl_ext.experience_setup` (sample ids, loaders, pseudo-labeller and
+  EMA teacher per experience), :mod:`ssl_ext.pseudo_labelling` (statistics
+  over every rank, NaN rows out), :mod:`ssl_ext.amp_ema` (mixed precision,
+  EMA teacher, skipped non-finite steps) and :mod:`ssl_ext.checkpoint_state`
+  (its state for :mod:`avalanche_mixplugins.checkpoint`); with
+  :mod:`ssl_ext.sample_ids` (labeled sample ids) and :mod:`ssl_ext.loaders`
+  (resumable loaders).
 * :mod:`ssl_ext.algorithms`: the pseudo-labelling rules of FixMatch (Sohn et
   al., NeurIPS 2020), FlexMatch (Zhang et al., NeurIPS 2021) and SoftMatch
   (Chen et al., ICLR 2023), pure tensor code.
@@ -22,16 +31,17 @@ Modules:
 * :mod:`ssl_ext.backbones`: WideResNet-28-2 / 28-8 (Zagoruyko & Komodakis,
   BMVC 2016) registered in timm; importing :mod:`ssl_ext` registers them, so
   ``timm.create_model("wrn28_2", num_classes=10, in_chans=1)`` works.
-
 * :mod:`ssl_ext.dynamics`: AUM and APM trackers keyed by sample index
   (pure tensor code).
 * :mod:`ssl_ext.calibratemix`: easy/hard split, dissimilar pairing and the
   mixed loss (pure); :mod:`ssl_ext.calibratemix_plugin`:
   :class:`CalibrateMixPlugin`, the one-argument switch
-  (``plugins=[CalibrateMixPlugin(mode="fast")]``).
+  (``plugins=[CalibrateMixPlugin(mode="fast")]``), with its split
+  diagnostics in :mod:`ssl_ext.calibratemix_diagnostics`.
 
 Calibration metrics (ECE, MCE, NLL, Brier) for the evaluation live in
-:mod:`avalanche_mixplugins.metrics`.
+:mod:`avalanche_mixplugins.metrics`; argument validators shared with it in
+:mod:`avalanche_mixplugins.validation`.
 """
 
 from ssl_ext.algorithms import (
@@ -51,6 +61,7 @@ from ssl_ext.dynamics import APMTracker, AUMTracker
 from ssl_ext.strategy import (
     SAMPLE_ID,
     IndexedDataset,
+    SecondPass,
     SemiSupervisedStrategy,
     SSLLoss,
     add_sample_ids,
@@ -73,6 +84,7 @@ __all__ = [
     "PseudoLabels",
     "SSLLoss",
     "SSLViews",
+    "SecondPass",
     "SemiSupervisedStrategy",
     "SoftMatch",
     "WideResNet",

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from avalanche_mixplugins.validation import check_batch_logits, check_probability
+
 ALGORITHMS = ("fixmatch", "softmatch", "flexmatch")
 
 
@@ -53,24 +55,6 @@ class PseudoLabels(NamedTuple):
     targets: Tensor
     weights: Tensor
     probs: Tensor
-
-
-def _check_prob(name: str, value: float, *, closed_low: bool = True) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}") from err
-    ok = (0.0 <= value <= 1.0) if closed_low else (0.0 < value <= 1.0)
-    if not ok:
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
-    return value
-
-
-def _check_logits(logits: Tensor) -> Tensor:
-    if not isinstance(logits, Tensor) or logits.dim() != 2:
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits)
-        raise ValueError(f"expected logits of shape (N, C), got {shape}")
-    return logits.detach().float()
 
 
 def consistency_loss(logits: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
@@ -113,7 +97,7 @@ class PseudoLabeler:
             them; the others ignore them).
         :param update: update the running statistics with this batch.
         """
-        logits = _check_logits(logits_weak)
+        logits = check_batch_logits(logits_weak)
         if index is not None and index.shape != logits.shape[:1]:
             raise ValueError(
                 f"index has shape {tuple(index.shape)}, expected ({logits.shape[0]},)"
@@ -181,7 +165,7 @@ class FixMatch(PseudoLabeler):
     name = "fixmatch"
 
     def __init__(self, *, threshold: float = 0.95):
-        self.threshold = _check_prob("threshold", threshold)
+        self.threshold = check_probability("threshold", threshold)
 
     def _weights(self, probs, max_probs, targets, *, index, update):
         return (max_probs >= self.threshold).float()
@@ -199,7 +183,7 @@ class DistributionAlignment:
     """
 
     def __init__(self, *, momentum: float = 0.999):
-        self.momentum = _check_prob("momentum", momentum)
+        self.momentum = check_probability("momentum", momentum)
         self.p_model: Tensor | None = None
 
     def _grow(self, num_classes: int, ref: Tensor) -> None:
@@ -271,7 +255,7 @@ class SoftMatch(PseudoLabeler):
         if not n_sigma > 0:
             raise ValueError(f"n_sigma must be positive, got {n_sigma}")
         self.n_sigma = n_sigma
-        self.momentum = _check_prob("momentum", momentum)
+        self.momentum = check_probability("momentum", momentum)
         self.alignment = (
             DistributionAlignment(momentum=momentum) if dist_align else None
         )
@@ -349,7 +333,7 @@ class FlexMatch(PseudoLabeler):
                 f"num_unlabeled must be a positive integer, got {num_unlabeled!r}"
             )
         self.num_unlabeled = int(num_unlabeled)
-        self.threshold = _check_prob("threshold", threshold)
+        self.threshold = check_probability("threshold", threshold)
         self.warmup = bool(warmup)
         self.selected_label = torch.full((self.num_unlabeled,), -1, dtype=torch.long)
         self.classwise_acc = torch.zeros(0)

@@ -34,6 +34,7 @@ index tensor is long on the inputs' device.
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -41,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from avalanche_mixplugins.mixing import check_alpha, mix_inputs, one_hot, sample_lambda
+from avalanche_mixplugins.validation import check_k_fraction, check_scores
 
 MIX_LOSSES = ("bce", "ce")
 DEFAULT_ALPHA = 0.4
@@ -70,7 +72,7 @@ class Split(NamedTuple):
         return self.unlabeled_easy | self.unlabeled_hard
 
 
-class MixedBatch(NamedTuple):
+class CalibrateMixBatch(NamedTuple):
     """The mixed samples of one iteration (both mix groups, mix 1 first).
 
     :param x: mixed inputs ``(B, ...)``.
@@ -97,19 +99,6 @@ class MixedBatch(NamedTuple):
     split: Split
 
 
-def check_k_fraction(k_fraction: float) -> float:
-    """Return ``k_fraction`` as a float in ``(0, 1]`` or raise ``ValueError``."""
-    try:
-        value = float(k_fraction)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"k_fraction must be a number in (0, 1], got {k_fraction!r}"
-        ) from err
-    if not 0.0 < value <= 1.0:
-        raise ValueError(f"k_fraction must be in (0, 1], got {value}")
-    return value
-
-
 def num_candidates(num_unlabeled: int, k_fraction: float) -> int:
     """``k``: ``round(k_fraction * U)``, at least 1 and at most the smaller half.
 
@@ -131,16 +120,10 @@ def median_split(scores: Tensor) -> tuple[Tensor, Tensor]:
     :return: ``(easy, hard)`` long index tensors of sizes ``N - N // 2`` and
         ``N // 2``, each in ascending score order.
     """
-    _check_scores(scores)
+    check_scores(scores)
     order = torch.sort(scores.detach(), stable=True).indices
     half = scores.shape[0] // 2
     return order[half:], order[:half]
-
-
-def _check_scores(scores: Tensor) -> None:
-    if not isinstance(scores, Tensor) or scores.dim() != 1 or scores.shape[0] < 2:
-        shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores)
-        raise ValueError(f"expected scores of shape (N,) with N >= 2, got {shape}")
 
 
 def median_split_masks(
@@ -157,7 +140,7 @@ def median_split_masks(
     :param decided: bool ``(N,)``; ``None`` means every sample.
     :return: ``(easy, hard)`` bool ``(N,)`` masks.
     """
-    _check_scores(scores)
+    check_scores(scores)
     n = scores.shape[0]
     if decided is None:
         decided = torch.ones(n, dtype=torch.bool, device=scores.device)
@@ -290,7 +273,7 @@ def make_mixed_batch(
     alpha: float = DEFAULT_ALPHA,
     k_fraction: float = DEFAULT_K_FRACTION,
     generator: torch.Generator | None = None,
-) -> MixedBatch:
+) -> CalibrateMixBatch:
     """Split, pair and mix one iteration's batches (steps 1-3 of the module doc).
 
     :param x_labeled: ``(B, ...)`` labeled (weak-view) inputs, ``B >= 2``.
@@ -346,7 +329,7 @@ def make_mixed_batch(
     rows = torch.arange(b, device=device)
     mixed = mix_inputs(pool, torch.cat([rows + b, rows]), torch.cat([lam, lam]))[:b]
     split = Split(labeled_scores, lab_is_easy, unlabeled_scores, ulb_easy, ulb_hard)
-    return MixedBatch(
+    return CalibrateMixBatch(
         mixed, labeled, partner, lam, group, pairs.valid, pairs.similarity, split
     )
 
@@ -376,7 +359,7 @@ def calibratemix_loss(
     :param group: ``(B,)`` mix group of each sample (0 or 1).
     :param loss: ``"bce"`` (sigmoid binary cross-entropy averaged over
         classes, as released) or ``"ce"`` (softmax cross-entropy).
-    :param valid: bool ``(B,)``: samples to count (``MixedBatch.valid``);
+    :param valid: bool ``(B,)``: samples to count (``CalibrateMixBatch.valid``);
         ``None`` counts all. Group means are over the valid samples.
     :param check_labels: validate the range of ``labels`` (host syncs); the
         plugin passes ``False`` because the strategy checks once per experience.
@@ -405,11 +388,23 @@ def calibratemix_loss(
     return (w * per_sample / sizes[group].clamp_min(1.0)).sum()
 
 
+def __getattr__(name: str):
+    if name == "MixedBatch":  # the name before CalibrateMixBatch
+        warnings.warn(
+            "ssl_ext.calibratemix.MixedBatch is deprecated: use "
+            "ssl_ext.calibratemix.CalibrateMixBatch",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return CalibrateMixBatch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_ALPHA",
     "DEFAULT_K_FRACTION",
     "MIX_LOSSES",
-    "MixedBatch",
+    "CalibrateMixBatch",
     "Partners",
     "Split",
     "calibratemix_loss",

@@ -21,19 +21,25 @@ from typing import TYPE_CHECKING
 
 import torch
 from avalanche.core import SupervisedPlugin
-from avalanche.evaluation.metric_results import MetricValue
 
+from avalanche_mixplugins.validation import (
+    check_choice,
+    check_k_fraction,
+    check_positive_int,
+    check_warmup,
+)
 from ssl_ext.calibratemix import (
     DEFAULT_ALPHA,
     DEFAULT_K_FRACTION,
     MIX_LOSSES,
-    MixedBatch,
+    CalibrateMixBatch,
     calibratemix_loss,
-    check_k_fraction,
     make_mixed_batch,
 )
+from ssl_ext.calibratemix_diagnostics import DIAGNOSTICS, SplitDiagnostics, publish
 from ssl_ext.dynamics import DEFAULT_APM_DELTA, APMTracker, AUMTracker
-from ssl_ext.strategy import SAMPLE_ID, SemiSupervisedStrategy
+from ssl_ext.sample_ids import SAMPLE_ID
+from ssl_ext.strategy import SemiSupervisedStrategy
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -42,35 +48,6 @@ MODES = ("fast", "faithful")
 SPLIT_RULES = ("dynamics", "random")
 RELEASE_WARMUP_FRACTION = 150_000 / 2**20
 """Warm-up of the release: 150,000 of 2^20 iterations (about 14.3%)."""
-
-
-DIAGNOSTICS = (
-    "unlabeled_easy_fraction",
-    "unlabeled_hard_fraction",
-    "unlabeled_undecided_fraction",
-    "unlabeled_easy_apm",
-    "unlabeled_hard_apm",
-    "labeled_easy_aum",
-    "labeled_hard_aum",
-    "pair_similarity",
-    "valid_pair_fraction",
-)
-"""Names of the per-experience split diagnostics (:attr:`CalibrateMixPlugin.history`)."""
-# running sums kept per experience, in this order
-_SUMS = (
-    "iterations",
-    "n_unlabeled",
-    "n_easy",
-    "n_hard",
-    "apm_easy",
-    "apm_hard",
-    "n_labeled",
-    "n_lab_easy",
-    "aum_easy",
-    "aum_hard",
-    "n_valid",
-    "similarity",
-)
 
 
 class CalibrateMixPlugin(SupervisedPlugin):
@@ -162,18 +139,9 @@ class CalibrateMixPlugin(SupervisedPlugin):
         seed: int | None = None,
     ):
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if isinstance(warmup, bool) or not isinstance(warmup, int | float):
-            raise ValueError(f"warmup must be an int or a float, got {warmup!r}")
-        if isinstance(warmup, int) and warmup < 0:
-            raise ValueError(f"warmup must be >= 0 iterations, got {warmup}")
-        if isinstance(warmup, float) and not 0.0 <= warmup < 1.0:
-            raise ValueError(
-                f"a float warmup is a fraction of the iterations in [0, 1), got {warmup}"
-            )
-        if loss not in MIX_LOSSES:
-            raise ValueError(f"loss must be one of {MIX_LOSSES}, got {loss!r}")
+        check_choice("mode", mode, MODES)
+        check_warmup(warmup)
+        check_choice("loss", loss, MIX_LOSSES)
         if not 0.0 < float(apm_delta) <= 1.0:
             raise ValueError(f"apm_delta must be in (0, 1], got {apm_delta}")
         if alpha is None or not float(alpha) > 0:
@@ -184,18 +152,8 @@ class CalibrateMixPlugin(SupervisedPlugin):
             raise ValueError(
                 f"double_base_loss must be True, False or None, got {double_base_loss!r}"
             )
-        if (
-            isinstance(min_apm_updates, bool)
-            or int(min_apm_updates) != min_apm_updates
-            or min_apm_updates < 1
-        ):
-            raise ValueError(
-                f"min_apm_updates must be a positive integer, got {min_apm_updates!r}"
-            )
-        if split_rule not in SPLIT_RULES:
-            raise ValueError(
-                f"split_rule must be one of {SPLIT_RULES}, got {split_rule!r}"
-            )
+        min_apm_updates = check_positive_int("min_apm_updates", min_apm_updates)
+        check_choice("split_rule", split_rule, SPLIT_RULES)
         self.split_rule = split_rule
         self.mode = mode
         self.warmup = warmup
@@ -207,7 +165,7 @@ class CalibrateMixPlugin(SupervisedPlugin):
         self.double_base_loss = (
             (mode == "faithful") if double_base_loss is None else double_base_loss
         )
-        self.min_apm_updates = int(min_apm_updates)
+        self.min_apm_updates = min_apm_updates
         self.apm_dtype = apm_dtype
         self.seed = seed
         self.generator = None if seed is None else torch.Generator().manual_seed(seed)
@@ -220,14 +178,14 @@ class CalibrateMixPlugin(SupervisedPlugin):
         self.mix_loss: Tensor | None = None
         """Detached ``L_mix1 + L_mix2`` of the last iteration (``None`` if none)."""
         self._unlabeled = None
-        self.mixed: MixedBatch | None = None
+        self.mixed: CalibrateMixBatch | None = None
         """This iteration's mixed batch, with the split it came from
-        (``MixedBatch.split``); ``None`` when nothing is mixed."""
+        (``CalibrateMixBatch.split``); ``None`` when nothing is mixed."""
         self.history: list[dict] = []
         """Per experience: the means of :data:`DIAGNOSTICS` over its mixing
         iterations, and ``mixing_iterations``."""
-        self._sums: Tensor | None = None
-        self._resumed_sums: Tensor | None = None
+        self._split_sums = SplitDiagnostics()
+        self._resumed = False
 
     # ------------------------------------------------------------- setup
     @property
@@ -271,13 +229,11 @@ class CalibrateMixPlugin(SupervisedPlugin):
         if isinstance(self.warmup, int):
             self.warmup_iterations = self.warmup
         else:
-            total = strategy.train_iterations
-            if total is None:
-                total = len(strategy.dataloader) * strategy.train_epochs
+            total = strategy.experience_iterations
             self.warmup_iterations = int(round(self.warmup * total))
-        if self._resumed_sums is None:  # a fresh experience, not a resume
-            self._sums = torch.zeros(len(_SUMS), device=device)
-        self._resumed_sums = None
+        if not self._resumed:  # a fresh experience, not a resume
+            self._split_sums.reset(device)
+        self._resumed = False
 
     # ------------------------------------------------------ per iteration
     def _batch_ok(self, strategy) -> bool:
@@ -338,9 +294,11 @@ class CalibrateMixPlugin(SupervisedPlugin):
             k_fraction=self.k_fraction,
             generator=self.generator,
         )
-        self._record(self.mixed)
+        self._split_sums.record(self.mixed)
 
     def before_backward(self, strategy, **kwargs):
+        """Logits of the mixed samples (see the modes) and the mixed loss,
+        added to ``strategy.loss`` (with the base loss again if asked)."""
         mixed = self.mixed
         if mixed is None:
             return
@@ -348,15 +306,14 @@ class CalibrateMixPlugin(SupervisedPlugin):
         if self.mode == "fast":
             logits_mix = strategy.model_forward(mixed.x)
             if self.double_base_loss:
-                extra = strategy.sup_loss + strategy.lambda_u * strategy.unsup_loss
+                extra = strategy.base_loss
         else:
-            z_lb, logits_mix, z_weak, z_strong = strategy.forward_parts(
-                strategy.mb_x, mixed.x, strategy.mb_ulb_weak, strategy.mb_ulb_strong
+            second = strategy.second_pass(
+                {"mixed": mixed.x}, base_loss=self.double_base_loss
             )
+            logits_mix = second.outputs["mixed"]
             if self.double_base_loss:
-                extra = strategy.ssl_loss(
-                    z_lb, strategy.mb_y, z_weak, z_strong, strategy.mb_ulb_index
-                ).loss
+                extra = second.base.loss
         mix = calibratemix_loss(
             logits_mix,
             strategy.mb_y[mixed.labeled],
@@ -374,81 +331,22 @@ class CalibrateMixPlugin(SupervisedPlugin):
         self.iteration += 1
 
     # ------------------------------------------------------ diagnostics
-    def _record(self, mixed: MixedBatch) -> None:
-        """Add one split to the running sums (no host synchronisation)."""
-        sp = mixed.split
-        easy, hard = sp.unlabeled_easy.float(), sp.unlabeled_hard.float()
-        apm = sp.unlabeled_scores.float()
-        lab_easy = sp.labeled_easy.float()
-        aum = sp.labeled_scores.float()
-        valid = mixed.valid.float()
-        row = torch.stack(
-            [
-                torch.ones((), device=apm.device),
-                torch.tensor(float(apm.shape[0]), device=apm.device),
-                easy.sum(),
-                hard.sum(),
-                (apm * easy).sum(),
-                (apm * hard).sum(),
-                torch.tensor(float(aum.shape[0]), device=apm.device),
-                lab_easy.sum(),
-                (aum * lab_easy).sum(),
-                (aum * (1 - lab_easy)).sum(),
-                valid.sum(),
-                (mixed.similarity.float() * valid).sum(),
-            ]
-        )
-        if self._sums is None:
-            self._sums = torch.zeros(len(_SUMS), device=row.device)
-        self._sums = self._sums.to(row.device) + row
-
     def diagnostics(self) -> dict:
         """Means of :data:`DIAGNOSTICS` over the mixing iterations so far in
         this experience (NaN where a group was always empty)."""
-        if self._sums is None:
-            return dict.fromkeys(DIAGNOSTICS, float("nan")) | {"mixing_iterations": 0}
-        s = dict(zip(_SUMS, self._sums.tolist()))
-
-        def ratio(a, b):
-            return a / b if b > 0 else float("nan")
-
-        n_lab_hard = s["n_labeled"] - s["n_lab_easy"]
-        undecided = s["n_unlabeled"] - s["n_easy"] - s["n_hard"]
-        return {
-            "unlabeled_easy_fraction": ratio(s["n_easy"], s["n_unlabeled"]),
-            "unlabeled_hard_fraction": ratio(s["n_hard"], s["n_unlabeled"]),
-            "unlabeled_undecided_fraction": ratio(undecided, s["n_unlabeled"]),
-            "unlabeled_easy_apm": ratio(s["apm_easy"], s["n_easy"]),
-            "unlabeled_hard_apm": ratio(s["apm_hard"], s["n_hard"]),
-            "labeled_easy_aum": ratio(s["aum_easy"], s["n_lab_easy"]),
-            "labeled_hard_aum": ratio(s["aum_hard"], n_lab_hard),
-            "pair_similarity": ratio(s["similarity"], s["n_valid"]),
-            "valid_pair_fraction": ratio(s["n_valid"], s["n_labeled"]),
-            "mixing_iterations": int(s["iterations"]),
-        }
+        return self._split_sums.means()
 
     def after_training_exp(self, strategy, **kwargs):
         diag = self.diagnostics()
         diag["experience"] = int(strategy.experience.current_experience)
         self.history.append(diag)
-        self._sums = None
+        self._split_sums = SplitDiagnostics()
         evaluator = getattr(strategy, "evaluator", None)
         if evaluator is None or diag["mixing_iterations"] == 0:
             return
         # published before the evaluator's own after_training_exp, which hands
         # the values to every logger
-        for name in DIAGNOSTICS:
-            value = diag[name]
-            if value == value:  # not NaN
-                title = "".join(w.capitalize() for w in name.split("_"))
-                evaluator.publish_metric_value(
-                    MetricValue(
-                        self,
-                        f"CalibrateMix_{title}/train_phase/train_stream",
-                        value,
-                        strategy.clock.train_iterations,
-                    )
-                )
+        publish(evaluator, self, diag, strategy.clock.train_iterations)
 
     # ----------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -460,7 +358,9 @@ class CalibrateMixPlugin(SupervisedPlugin):
             "iteration": self.iteration,
             "warmup_iterations": self.warmup_iterations,
             "generator": None if self.generator is None else self.generator.get_state(),
-            "diagnostics": None if self._sums is None else self._sums.cpu().clone(),
+            "diagnostics": None
+            if self._split_sums.sums is None
+            else self._split_sums.sums.cpu().clone(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -493,8 +393,9 @@ class CalibrateMixPlugin(SupervisedPlugin):
                 self.generator = torch.Generator()
             self.generator.set_state(state["generator"])
         sums = state.get("diagnostics")
-        self._sums = None if sums is None else sums.clone()
-        self._resumed_sums = self._sums
+        self._split_sums = SplitDiagnostics()
+        self._split_sums.sums = None if sums is None else sums.clone()
+        self._resumed = sums is not None
 
 
 __all__ = [

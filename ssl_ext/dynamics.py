@@ -48,27 +48,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from avalanche_mixplugins.validation import check_indexed_logits, check_positive_int
+
 DEFAULT_APM_DELTA = 0.997
-
-
-def _check_size(name: str, value) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_logits(logits: Tensor, index: Tensor) -> Tensor:
-    if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[1] < 2:
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits)
-        raise ValueError(f"expected logits of shape (N, C) with C >= 2, got {shape}")
-    if not isinstance(index, Tensor) or index.shape != logits.shape[:1]:
-        shape = tuple(index.shape) if isinstance(index, Tensor) else type(index)
-        raise ValueError(
-            f"index must be a tensor of shape ({logits.shape[0]},), got {shape}"
-        )
-    if index.is_floating_point():
-        raise ValueError(f"index must hold integers, got {index.dtype}")
-    return logits.detach().float()
 
 
 def margins(logits: Tensor, labels: Tensor) -> Tensor:
@@ -117,7 +99,7 @@ class AUMTracker:
     """
 
     def __init__(self, *, num_samples: int, device: torch.device | str = "cpu"):
-        n = _check_size("num_samples", num_samples)
+        n = check_positive_int("num_samples", num_samples)
         self.margin_sum = torch.zeros(n, device=device)
         self.count = torch.zeros(n, device=device)
 
@@ -127,7 +109,7 @@ class AUMTracker:
 
     def grow(self, num_samples: int) -> None:
         """Extend the tables to ``num_samples`` ids (never shrinks)."""
-        extra = _check_size("num_samples", num_samples) - self.num_samples
+        extra = check_positive_int("num_samples", num_samples) - self.num_samples
         if extra > 0:
             pad = self.margin_sum.new_zeros(extra)
             self.margin_sum = torch.cat([self.margin_sum, pad])
@@ -141,7 +123,7 @@ class AUMTracker:
         :param labels: ``(N,)`` true labels.
         :param index: ``(N,)`` sample ids in ``[0, num_samples)``.
         """
-        z = _check_logits(logits, index)
+        z = check_indexed_logits(logits, index)
         if labels.shape != index.shape:
             raise ValueError(
                 f"labels must have shape {tuple(index.shape)}, got {tuple(labels.shape)}"
@@ -214,7 +196,7 @@ class APMTracker:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ):
-        self.num_samples = _check_size("num_samples", num_samples)
+        self.num_samples = check_positive_int("num_samples", num_samples)
         delta = float(delta)
         if not 0.0 < delta <= 1.0:
             raise ValueError(f"delta must be in (0, 1], got {delta}")
@@ -228,7 +210,7 @@ class APMTracker:
         self.table: Tensor | None = None
         self.count = torch.zeros(self.num_samples, dtype=torch.int32, device=device)
         if num_classes is not None:
-            self._grow(_check_size("num_classes", num_classes))
+            self._grow(check_positive_int("num_classes", num_classes))
 
     @property
     def num_classes(self) -> int:
@@ -255,7 +237,7 @@ class APMTracker:
         :param logits: ``(N, C)`` weak-view logits (detached here).
         :param index: ``(N,)`` distinct indices in ``[0, num_samples)``.
         """
-        z = _check_logits(logits, index).to(self.device)
+        z = check_indexed_logits(logits, index).to(self.device)
         self._grow(z.shape[1])
         index = index.to(self.device).long()
         ok = torch.isfinite(z).all(dim=1)

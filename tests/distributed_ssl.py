@@ -14,24 +14,15 @@ import warnings
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from avalanche.benchmarks import nc_benchmark
 from avalanche.core import SupervisedPlugin
 from avalanche.distributed import DistributedHelper
-from avalanche.training.plugins import EvaluationPlugin
-from torch import nn
-from torch.utils.data import TensorDataset
+from ssl_helpers import small_cnn, ssl_digits, ssl_strategy
 
-from avalanche_mixplugins.benchmarks import load_digits_tensors
-from ssl_ext import SemiSupervisedStrategy, SSLViews
 from ssl_ext.calibratemix_plugin import CalibrateMixPlugin
 
 
 def gather(t: torch.Tensor) -> list[torch.Tensor]:
-    t = t.detach().float().contiguous()
-    out = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
-    dist.all_gather(out, t)
-    return out
+    return DistributedHelper.gather_all(t.detach().float().contiguous())
 
 
 class StatsProbe(SupervisedPlugin, supports_distributed=True):
@@ -43,7 +34,7 @@ class StatsProbe(SupervisedPlugin, supports_distributed=True):
         self.steps = 0
         self.identical_steps = 0
         self.gather_ok = True
-        self.drawn: list[list[int]] = [[] for _ in range(dist.get_world_size())]
+        self.drawn: list[list[int]] = [[] for _ in range(DistributedHelper.world_size)]
 
     def after_training_iteration(self, strategy, **kwargs):
         state = strategy.pseudo_labeler.state_dict()
@@ -61,51 +52,23 @@ class StatsProbe(SupervisedPlugin, supports_distributed=True):
         self.gather_ok &= torch.equal(rows.float(), torch.cat(parts))
 
 
-def data():
-    x_tr, y_tr, x_te, y_te = load_digits_tensors()
-    x_tr, x_te = F.pad(x_tr, (4, 4, 4, 4)), F.pad(x_te, (4, 4, 4, 4))
-    lab = torch.cat([torch.nonzero(y_tr == c)[:4, 0] for c in range(10)])
-    train = TensorDataset(x_tr[lab], y_tr[lab])
-    train.targets = y_tr[lab].tolist()
-    test = TensorDataset(x_te[:50], y_te[:50])
-    test.targets = y_te[:50].tolist()
-    bench = nc_benchmark(train, test, 1, task_labels=False, seed=0)
-    return bench, TensorDataset(x_tr[:300])
-
-
-def model() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 10),
-    )
-
-
 def run(algorithm: str, kwargs: dict, bench, unlabeled, calibratemix=False) -> dict:
-    net = DistributedHelper.wrap_model(model())
+    net = DistributedHelper.wrap_model(small_cnn(batch_norm=False))
     probe = StatsProbe()
     cmix = (
-        CalibrateMixPlugin(mode="fast", warmup=0, seed=dist.get_rank())
+        CalibrateMixPlugin(mode="fast", warmup=0, seed=DistributedHelper.rank)
         if calibratemix
         else None
     )
-    strategy = SemiSupervisedStrategy(
-        model=net,
-        optimizer=torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9),
-        unlabeled=unlabeled,
+    strategy = ssl_strategy(
+        net,
+        unlabeled,
+        [probe] + ([cmix] if cmix else []),
+        lr=0.05,
+        momentum=0.9,
         algorithm=algorithm,
         algorithm_kwargs=kwargs,
-        mu=2,
-        train_mb_size=8,
         train_iterations=6,
-        views=SSLViews(flip=False, group_size=8),
-        plugins=[probe] + ([cmix] if cmix else []),
-        evaluator=EvaluationPlugin(loggers=[]),
     )
     strategy.train(bench.train_stream[0])
     state = strategy.pseudo_labeler.state_dict()
@@ -142,16 +105,16 @@ def main(path: str) -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     DistributedHelper.init_distributed(random_seed=0, backend="gloo", use_cuda=False)
-    bench, unlabeled = data()
+    bench, unlabeled = ssl_digits(per_class=4, n_test=50, n_unlabeled=300)
     result = {
         "flexmatch": run("flexmatch", {"threshold": 0.12}, bench, unlabeled),
         "softmatch": run("softmatch", {}, bench, unlabeled),
         "calibratemix": run("softmatch", {}, bench, unlabeled, calibratemix=True),
     }
-    if dist.get_rank() == 0:
+    if DistributedHelper.rank == 0:
         with open(path, "w") as f:
             json.dump(result, f)
-    dist.barrier()
+    DistributedHelper.barrier()
     dist.destroy_process_group()
 
 

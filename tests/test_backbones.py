@@ -8,15 +8,6 @@ import ssl_ext  # noqa: F401  (registers the models)
 from ssl_ext.backbones import WideResNet
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small CPU models: one intra-op thread (robust on oversubscribed runners)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def n_params(model):
     return sum(p.numel() for p in model.parameters())
 

@@ -6,14 +6,11 @@ import math
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from avalanche.benchmarks import nc_benchmark
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
-from torch.utils.data import TensorDataset
+from ssl_helpers import small_cnn, ssl_digits, ssl_strategy
 
-from avalanche_mixplugins.benchmarks import load_digits_tensors
 from ssl_ext.calibratemix import (
     calibratemix_loss,
     dissimilar_partners,
@@ -24,18 +21,8 @@ from ssl_ext.calibratemix import (
 )
 from ssl_ext.calibratemix_plugin import CalibrateMixPlugin
 from ssl_ext.dynamics import APMTracker, AUMTracker, margins, pseudo_margins
-from ssl_ext.strategy import SemiSupervisedStrategy
-from ssl_ext.views import SSLViews
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------ AUM/APM
@@ -305,29 +292,7 @@ def test_median_split_masks_against_sorting_by_hand():
 # --------------------------------------------------------------- the plugin
 @pytest.fixture(scope="module")
 def digits():
-    x_tr, y_tr, x_te, y_te = load_digits_tensors()
-    x_tr, x_te = F.pad(x_tr, (4, 4, 4, 4)), F.pad(x_te, (4, 4, 4, 4))
-    lab = torch.cat([torch.nonzero(y_tr == c)[:4, 0] for c in range(10)])
-    train = TensorDataset(x_tr[lab], y_tr[lab])
-    train.targets = y_tr[lab].tolist()
-    test = TensorDataset(x_te[:50], y_te[:50])
-    test.targets = y_te[:50].tolist()
-    bench = nc_benchmark(train, test, 1, task_labels=False, seed=0)
-    return bench, TensorDataset(x_tr)
-
-
-def small_cnn():
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 10),
-    )
+    return ssl_digits(per_class=4, n_test=50)
 
 
 class LossRecorder(SupervisedPlugin):
@@ -371,17 +336,15 @@ def run(digits, algorithm, mode, iterations=3, warmup=1, b=8, mu=2, **kwargs):
     kwargs.setdefault("k_fraction", 0.2)
     cm = CalibrateMixPlugin(mode=mode, warmup=warmup, seed=0, **kwargs)
     rec = LossRecorder(cm)
-    strategy = SemiSupervisedStrategy(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9),
-        unlabeled=ulb,
+    strategy = ssl_strategy(
+        model,
+        ulb,
+        [cm, rec],
+        momentum=0.9,
         algorithm=algorithm,
         train_mb_size=b,
         mu=mu,
         train_iterations=iterations,
-        views=SSLViews(flip=False, group_size=8),
-        plugins=[cm, rec],
-        evaluator=EvaluationPlugin(),
     )
     strategy.train(bench.train_stream[0])
     return cm, rec.rows, forwards, backwards, strategy
@@ -557,16 +520,11 @@ def test_diagnostics_are_the_split_values_and_reach_the_loggers(digits):
     cm = CalibrateMixPlugin(mode="fast", warmup=2, k_fraction=0.2, seed=0)
     rec = LossRecorder(cm)
     sink = MetricSink()
-    strategy = SemiSupervisedStrategy(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.03),
-        unlabeled=ulb,
-        algorithm="fixmatch",
-        train_mb_size=8,
-        mu=2,
+    strategy = ssl_strategy(
+        model,
+        ulb,
+        [cm, rec],
         train_iterations=5,
-        views=SSLViews(flip=False, group_size=8),
-        plugins=[cm, rec],
         evaluator=EvaluationPlugin(loggers=[sink]),
     )
     strategy.train(bench.train_stream[0])
@@ -649,19 +607,6 @@ class Poison(SupervisedPlugin):
             self.poisoned = int(strategy.mb_ulb_index[0])
 
 
-def no_bn_cnn():
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 10),
-    )
-
-
 @pytest.mark.parametrize("where", ["labeled", "unlabeled"])
 def test_nan_inputs_never_enter_aum_or_apm(digits, where):
     """A NaN input makes its logits row NaN (no BatchNorm to spread it): that
@@ -669,21 +614,10 @@ def test_nan_inputs_never_enter_aum_or_apm(digits, where):
     whose gradients are NaN is skipped with a warning."""
     bench, ulb = digits
     torch.manual_seed(0)
-    model = no_bn_cnn()
+    model = small_cnn(batch_norm=False)
     poison = Poison(where)
     cm = CalibrateMixPlugin(mode="fast", warmup=0, k_fraction=0.2, seed=0)
-    strategy = SemiSupervisedStrategy(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.03),
-        unlabeled=ulb,
-        algorithm="fixmatch",
-        train_mb_size=8,
-        mu=2,
-        train_iterations=3,
-        views=SSLViews(flip=False, group_size=8),
-        plugins=[poison, cm],
-        evaluator=EvaluationPlugin(),
-    )
+    strategy = ssl_strategy(model, ulb, [poison, cm], train_iterations=3)
     with pytest.warns(RuntimeWarning, match="NaN or inf"):
         strategy.train(bench.train_stream[0])
     assert strategy.skipped_steps >= 1
@@ -699,22 +633,27 @@ def test_nan_inputs_never_enter_aum_or_apm(digits, where):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_plugin_bad_arguments():
-    with pytest.raises(ValueError, match="mode"):
-        CalibrateMixPlugin(mode="slow")
-    with pytest.raises(ValueError, match="warmup"):
-        CalibrateMixPlugin(warmup=1.5)
-    with pytest.raises(ValueError, match="warmup"):
-        CalibrateMixPlugin(warmup=-1)
-    with pytest.raises(ValueError, match="loss"):
-        CalibrateMixPlugin(loss="mse")
-    with pytest.raises(ValueError, match="k_fraction"):
-        CalibrateMixPlugin(k_fraction=2)
-    with pytest.raises(ValueError, match="mix_weight"):
-        CalibrateMixPlugin(mix_weight=-1)
-    with pytest.raises(ValueError, match="double_base_loss"):
-        CalibrateMixPlugin(double_base_loss="yes")
-    with pytest.raises(ValueError, match="min_apm_updates"):
-        CalibrateMixPlugin(min_apm_updates=0)
-    with pytest.raises(ValueError, match="split_rule"):
-        CalibrateMixPlugin(split_rule="median")
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"mode": "slow"}, "mode"),
+        ({"warmup": 1.5}, "warmup"),
+        ({"warmup": -1}, "warmup"),
+        ({"loss": "mse"}, "loss"),
+        ({"k_fraction": 2}, "k_fraction"),
+        ({"mix_weight": -1}, "mix_weight"),
+        ({"double_base_loss": "yes"}, "double_base_loss"),
+        ({"min_apm_updates": 0}, "min_apm_updates"),
+        ({"split_rule": "median"}, "split_rule"),
+    ],
+)
+def test_plugin_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CalibrateMixPlugin(**kwargs)
+
+
+def test_mixed_batch_is_a_deprecated_name():
+    import ssl_ext.calibratemix as cm
+
+    with pytest.warns(DeprecationWarning, match="CalibrateMixBatch"):
+        assert cm.MixedBatch is cm.CalibrateMixBatch

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
-from avalanche.benchmarks import nc_benchmark
 from avalanche.core import SupervisedPlugin
 from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
 from avalanche.training import DER, ER_ACE, ER_AML, Naive
@@ -26,31 +24,24 @@ from avalanche.training.storage_policy import (
     ExperienceBalancedBuffer,
 )
 from nets import make_mlp
-from torch import nn
-from torch.utils.data import TensorDataset
+from ssl_helpers import small_cnn, ssl_digits, ssl_strategy
 
 from avalanche_mixplugins import CutMixPlugin, GradMixPlugin, MixupPlugin
-from avalanche_mixplugins.benchmarks import load_digits_tensors, split_digits
+from avalanche_mixplugins.benchmarks import split_digits
 from avalanche_mixplugins.checkpoint import (
     CheckpointPlugin,
+    ResumableInExperience,
+    StateCheckpointPlugin,
+    Stateful,
     load_checkpoint,
     save_checkpoint,
 )
-from ssl_ext import SemiSupervisedStrategy, SSLViews
 from ssl_ext.calibratemix_plugin import CalibrateMixPlugin
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 ACC = "Top1_Acc_Stream/eval_phase/test_stream/Task000"
 LOSS = "Loss_Stream/eval_phase/test_stream/Task000"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class Interrupted(Exception):
@@ -183,12 +174,76 @@ def test_plugins_must_match_the_saved_run(tmp_path):
         load_checkpoint(tmp_path / "c.pt", other)
 
 
-def test_inside_an_experience_needs_the_ssl_strategy(tmp_path):
+def test_inside_an_experience_needs_a_resumable_strategy(tmp_path):
     bench = split_digits(n_experiences=5, seed=0)
     run, _, _ = build_replay("experience", seed=0)
-    run.plugins.insert(0, CheckpointPlugin(tmp_path / "c.pt", every=2))
-    with pytest.raises(ValueError, match="train_iterations"):
+    assert not isinstance(run, ResumableInExperience)
+    run.plugins.insert(0, StateCheckpointPlugin(tmp_path / "c.pt", every=2))
+    with pytest.raises(ValueError, match="training_position"):
         run.train(bench.train_stream[0])
+
+
+def test_checkpoint_plugin_is_a_deprecated_alias(tmp_path):
+    with pytest.warns(DeprecationWarning, match="StateCheckpointPlugin"):
+        plugin = CheckpointPlugin(tmp_path / "c.pt", every=3)
+    assert isinstance(plugin, StateCheckpointPlugin) and plugin.every == 3
+    with pytest.raises(ValueError, match="every must be a positive integer"):
+        StateCheckpointPlugin(tmp_path / "c.pt", every=0)
+
+
+class CountingNaive(Naive):
+    """A strategy with state of its own, saved through the Stateful protocol."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen = torch.zeros(10, dtype=torch.long)
+
+    def _after_training_iteration(self, **kwargs):
+        self.seen += torch.bincount(self.mb_y, minlength=10)
+        super()._after_training_iteration(**kwargs)
+
+    def state_dict(self) -> dict:
+        return {"seen": self.seen.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seen = state["seen"].clone()
+
+
+def test_a_stateful_strategy_gets_its_state_back(tmp_path):
+    """Any strategy implementing state_dict/load_state_dict is saved and
+    restored by the generic checkpoint, nothing else needed."""
+    bench = split_digits(n_experiences=5, seed=0)
+
+    def build():
+        model = make_mlp()
+        return CountingNaive(
+            model=model,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+            train_mb_size=32,
+            evaluator=evaluator(),
+        )
+
+    run = build()
+    assert isinstance(run, Stateful) and not isinstance(run, ResumableInExperience)
+    run.train(bench.train_stream[0])
+    assert run.seen.sum() == len(bench.train_stream[0].dataset)
+    save_checkpoint(tmp_path / "c.pt", run)
+    fresh = build()
+    load_checkpoint(tmp_path / "c.pt", fresh)
+    assert torch.equal(fresh.seen, run.seen)
+    with pytest.raises(ValueError, match="no load_state_dict"):
+        load_checkpoint(tmp_path / "c.pt", build_replay("experience", seed=0)[0])
+
+
+def test_the_checkpoint_package_does_not_import_the_ssl_package():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, avalanche_mixplugins.checkpoint, avalanche_mixplugins.validation;"
+        "assert 'ssl_ext' not in sys.modules, 'ssl_ext imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # ------------------------------------- every replay setup x every mixing plugin
@@ -341,7 +396,7 @@ def test_avalanche_strategies_refuse_a_checkpoint_inside_an_experience(tmp_path,
     would not resume exactly."""
     bench = split_digits(n_experiences=5, seed=0)
     strategy, _ = build_cl(setup, "mixup", seed=0)
-    strategy.plugins.insert(0, CheckpointPlugin(tmp_path / "c.pt", every=2))
+    strategy.plugins.insert(0, StateCheckpointPlugin(tmp_path / "c.pt", every=2))
     with pytest.raises(ValueError, match="between experiences"):
         strategy.train(bench.train_stream[0])
     assert not (tmp_path / "c.pt").exists()
@@ -376,36 +431,7 @@ def test_format_1_checkpoints_still_load(tmp_path):
 
 # ------------------------------------------------- SoftMatch (+ CalibrateMix)
 def ssl_data():
-    x_tr, y_tr, x_te, y_te = load_digits_tensors()
-    x_tr, x_te = F.pad(x_tr, (4, 4, 4, 4)), F.pad(x_te, (4, 4, 4, 4))
-    lab = torch.cat([torch.nonzero(y_tr == c)[:6, 0] for c in range(10)])
-    train = TensorDataset(x_tr[lab], y_tr[lab])
-    train.targets = y_tr[lab].tolist()
-    test = TensorDataset(x_te[:150], y_te[:150])
-    test.targets = y_te[:150].tolist()
-    bench = nc_benchmark(
-        train,
-        test,
-        2,
-        task_labels=False,
-        seed=0,
-        class_ids_from_zero_in_each_exp=False,
-    )
-    return bench, TensorDataset(x_tr[:400])
-
-
-def small_cnn():
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 10),
-    )
+    return ssl_digits(per_class=6, n_test=150, n_experiences=2, n_unlabeled=400)
 
 
 def build_ssl(unlabeled, seed: int, calibratemix: bool, extra=(), **kwargs):
@@ -413,17 +439,14 @@ def build_ssl(unlabeled, seed: int, calibratemix: bool, extra=(), **kwargs):
     model = small_cnn()
     if calibratemix:
         extra = [CalibrateMixPlugin(mode="fast", warmup=3, seed=4), *extra]
-    return SemiSupervisedStrategy(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9),
-        unlabeled=unlabeled,
+    return ssl_strategy(
+        model,
+        unlabeled,
+        [ReplayPlugin(mem_size=30), DrawsAtExperienceStart(), *extra],
+        momentum=0.9,
         algorithm=kwargs.pop("algorithm", "softmatch"),
-        mu=2,
-        train_mb_size=8,
         train_iterations=12,
         ema_decay=0.9,
-        views=SSLViews(flip=False, group_size=8),
-        plugins=[ReplayPlugin(mem_size=30), DrawsAtExperienceStart(), *extra],
         evaluator=evaluator(),
         **kwargs,
     )
@@ -448,7 +471,7 @@ def test_softmatch_resumes_exactly_inside_an_experience(tmp_path, calibratemix):
         unlabeled,
         seed=0,
         calibratemix=calibratemix,
-        extra=[CheckpointPlugin(path, every=5), InterruptAt(1, 7)],
+        extra=[StateCheckpointPlugin(path, every=5), InterruptAt(1, 7)],
     )
     with pytest.raises(Interrupted):
         for exp in train:
@@ -516,3 +539,41 @@ def test_flexmatch_statistics_carry_over_an_experience_boundary(tmp_path):
     torch.testing.assert_close(
         params(resumed.model), params(ref.model), rtol=0, atol=1e-6
     )
+
+
+def test_format_2_files_of_the_ssl_strategy_still_load(tmp_path):
+    """Format 2 kept the strategy state under ``ssl``, with the position inside
+    it: such files load, and say where to continue."""
+    bench, unlabeled = ssl_data()
+    path = tmp_path / "v3.pt"
+    run = build_ssl(
+        unlabeled,
+        seed=0,
+        calibratemix=False,
+        extra=[StateCheckpointPlugin(path, every=5), InterruptAt(0, 5)],
+    )
+    assert isinstance(run, ResumableInExperience)
+    with pytest.raises(Interrupted):
+        run.train(bench.train_stream[0])
+    state = torch.load(path, weights_only=True)
+    assert state["format"] == 3 and state["position"] == {
+        "experience": 0,
+        "iteration": 5,
+    }
+    state["format"] = 2
+    state["ssl"] = state.pop("strategy")
+    del state["position"]
+    torch.save(state, tmp_path / "v2.pt")
+
+    infos, labelers = [], []
+    for name in ("v3.pt", "v2.pt"):
+        fresh = build_ssl(unlabeled, seed=1, calibratemix=False)
+        infos.append(load_checkpoint(tmp_path / name, fresh))
+        fresh.train(bench.train_stream[0])
+        labelers.append(fresh.pseudo_labeler.state_dict())
+    assert infos[0] == infos[1] and (infos[1]["experience"], infos[1]["iteration"]) == (
+        0,
+        5,
+    )
+    for key in labelers[0]:
+        assert torch.equal(labelers[0][key], labelers[1][key])

@@ -21,7 +21,9 @@ HERE = Path(__file__).parent
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist") / "ssl.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE))
+    # the packages of this checkout, not an installed copy
+    path = os.pathsep.join([str(HERE), str(HERE.parent)])
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
     cmd = [
         sys.executable,
         "-m",

@@ -122,16 +122,16 @@ def test_readme_layout_lists_every_module():
 
 
 def test_resume_doc_shows_checkpoint_plugin_signature():
-    from avalanche_mixplugins.checkpoint import CheckpointPlugin
+    from avalanche_mixplugins.checkpoint import StateCheckpointPlugin
 
     shown = []
     seen_star = False
-    for p in inspect.signature(CheckpointPlugin).parameters.values():
+    for p in inspect.signature(StateCheckpointPlugin).parameters.values():
         if p.kind is p.KEYWORD_ONLY and not seen_star:
             shown.append("*")
             seen_star = True
         shown.append(p.name if p.default is p.empty else f"{p.name}={p.default!r}")
-    expected = f"CheckpointPlugin({', '.join(shown)})"
+    expected = f"StateCheckpointPlugin({', '.join(shown)})"
     assert expected in (ROOT / "docs" / "resume.md").read_text(), expected
 
 

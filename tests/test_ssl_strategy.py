@@ -16,12 +16,8 @@ from torch.utils.data import TensorDataset
 
 import ssl_ext  # noqa: F401  (registers wrn28_2 in timm)
 from avalanche_mixplugins.benchmarks import load_digits_tensors, load_mnist5k_tensors
-from ssl_ext.strategy import (
-    SAMPLE_ID,
-    SemiSupervisedStrategy,
-    _sample_id_position,
-    add_sample_ids,
-)
+from ssl_ext.sample_ids import sample_id_position
+from ssl_ext.strategy import SAMPLE_ID, SemiSupervisedStrategy, add_sample_ids
 from ssl_ext.views import SSLViews, random_crop_flip, to_float_images
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -36,16 +32,6 @@ CALLBACKS = [
     "after_update",
     "after_training_iteration",
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on an oversubscribed
-    runner OpenMP spinning makes them many times slower: use one thread here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------- data
@@ -287,8 +273,8 @@ def test_user_sample_ids_and_epoch_mode(digits):
     bench = benchmark(digits)
     exp = bench.train_stream[0]
     exp.dataset = add_sample_ids(exp.dataset, ids=torch.arange(len(exp.dataset)) + 1000)
-    assert _sample_id_position(exp.dataset) == -1
-    assert _sample_id_position(exp.dataset.train().subset([0, 1])) == -1
+    assert sample_id_position(exp.dataset) == -1
+    assert sample_id_position(exp.dataset.train().subset([0, 1])) == -1
     rec = Recorder()
     strategy = make_strategy(
         small_cnn(), TensorDataset(digits["x_ulb"]), [rec], train_epochs=2
@@ -335,16 +321,18 @@ def test_new_api_benchmark_with_ids_of_the_original_dataset(digits):
     assert any(int(i) in first for it in rec.iterations[4:] for i in it["index"])
 
 
-def test_ssl_state_dict_round_trip(digits):
+def test_state_dict_round_trip(digits):
     torch.manual_seed(0)
     ulb = TensorDataset(digits["x_ulb"])
     kwargs = dict(algorithm="flexmatch", train_iterations=2, ema_decay=0.9)
     a = make_strategy(small_cnn(), ulb, **kwargs)
     a.train(benchmark(digits).train_stream[0])
-    state = a.ssl_state_dict()
+    state = a.state_dict()
+    with pytest.warns(DeprecationWarning, match="use state_dict"):
+        assert a.ssl_state_dict().keys() == state.keys()
     b = make_strategy(small_cnn(), ulb, **kwargs)
     b.pseudo_labeler = ssl_ext.make_pseudo_labeler("flexmatch", num_unlabeled=len(ulb))
-    b.load_ssl_state_dict(state)
+    b.load_state_dict(state)
     assert torch.equal(b.pseudo_labeler.selected_label, a.pseudo_labeler.selected_label)
     for pa, pb in zip(a.ema.module.parameters(), b.ema.module.parameters()):
         assert torch.equal(pa, pb)
@@ -393,6 +381,35 @@ class SecondPass(SupervisedPlugin):
         self.records.append((main, out.loss.item(), strategy.loss.item(), unchanged))
 
 
+class NamedSecondPass(SupervisedPlugin):
+    """Extension point 3: ``second_pass`` with an extra input, against its two
+    halves (``forward_parts`` of the same layout, then ``ssl_loss``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def before_backward(self, strategy, **kwargs):
+        n = strategy.mb_x.shape[0]
+        mixed = 0.5 * strategy.mb_x + 0.5 * strategy.mb_ulb_weak[:n]
+        out = strategy.second_pass({"mix": mixed}, update_statistics=False)
+        z_lb, z_mix, z_weak, z_strong = strategy.forward_parts(
+            strategy.mb_x, mixed, strategy.mb_ulb_weak, strategy.mb_ulb_strong
+        )
+        halves = strategy.ssl_loss(
+            z_lb, strategy.mb_y, z_weak, z_strong, strategy.mb_ulb_index, update=False
+        )
+        base = strategy.sup_loss + strategy.lambda_u * strategy.unsup_loss
+        self.records.append(
+            (
+                torch.allclose(out.outputs["mix"], z_mix, atol=1e-6),
+                torch.allclose(out.base.loss, halves.loss, atol=1e-6),
+                torch.equal(strategy.base_loss, base),
+                strategy.second_pass({"mix": mixed}, base_loss=False).base,
+            )
+        )
+
+
 def count_forwards(model):
     calls = []
     model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
@@ -427,6 +444,14 @@ def test_extension_points_main_forward_and_second_pass(digits):
         assert again == pytest.approx(main, rel=1e-4)
         assert total == pytest.approx(main + again, rel=1e-5)
         assert unchanged
+
+    named = NamedSecondPass()
+    strategy = make_strategy(
+        small_cnn(), TensorDataset(digits["x_ulb"]), [named], algorithm="softmatch",
+        train_iterations=2,
+    )  # fmt: skip
+    strategy.train(benchmark(digits).train_stream[0])
+    assert named.records == [(True, True, True, None)] * 2
 
 
 def test_ema_teacher_is_used_for_evaluation(digits):
