@@ -7,6 +7,7 @@ import pytest
 import torch
 from torchmetrics.functional.classification import multiclass_calibration_error
 
+from avalanche_mixplugins.experiments.plots import reliability_diagram
 from avalanche_mixplugins.metrics import (
     BrierScore,
     ExpectedCalibrationError,
@@ -14,7 +15,6 @@ from avalanche_mixplugins.metrics import (
     NegativeLogLikelihood,
     calibration_metrics,
 )
-from avalanche_mixplugins.plots import reliability_diagram
 
 
 def np_softmax(z):
@@ -150,7 +150,7 @@ def test_plugin_metrics_in_evaluation_plugin():
     from avalanche.training.plugins import EvaluationPlugin
     from torch.utils.data import TensorDataset
 
-    from avalanche_mixplugins.benchmarks import load_digits_tensors
+    from avalanche_mixplugins.experiments.datasets import load_digits_tensors
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ import pytest
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from avalanche_mixplugins import plots
+from avalanche_mixplugins.experiments import plots
 
 
 def _line_colors(ax) -> dict[str, str]:

@@ -110,7 +110,7 @@ def distinct_digits():
     from avalanche.benchmarks import nc_benchmark
     from torch.utils.data import TensorDataset
 
-    from avalanche_mixplugins.benchmarks import load_digits_tensors
+    from avalanche_mixplugins.experiments.datasets import load_digits_tensors
 
     x_tr, y_tr, x_te, y_te = load_digits_tensors(seed=0)
     g = torch.Generator().manual_seed(0)
@@ -590,7 +590,7 @@ def test_integer_images_are_refused_with_a_hint():
 def test_helpful_fraction_reaches_avalanche_loggers(digits_benchmark, tmp_path, capsys):
     from avalanche.logging import InteractiveLogger, TensorboardLogger
 
-    from avalanche_mixplugins.plots import pair_score_heatmap
+    from avalanche_mixplugins.experiments.plots import pair_score_heatmap
 
     model = make_mlp()
     plugin = GradMixPlugin(seed=0, no_buffer="mixup")
@@ -629,7 +629,7 @@ def test_helpful_fraction_reaches_avalanche_loggers(digits_benchmark, tmp_path, 
 
 
 def test_iteration_timer_limits_and_pauses(digits_benchmark):
-    from avalanche_mixplugins.timing import IterationTimer
+    from avalanche_mixplugins.experiments.timing import IterationTimer
 
     timer = IterationTimer(record=False, limit=3)
     model = make_mlp()
