@@ -217,3 +217,26 @@ def test_reliability_diagram_png(tmp_path):
     assert fig2.axes[0].get_legend().get_title().get_text() == legend
     with pytest.raises(ValueError, match="labels"):
         reliability_diagram(logits, labels[:10])
+
+
+def test_plugin_metric_classes_come_from_one_table():
+    import inspect
+
+    from avalanche_mixplugins import metrics
+
+    arguments = {"ECE": ["n_bins"], "MCE": ["n_bins"], "NLL": ["eps"], "Brier": []}
+    for level, prefix, suffix in (
+        ("experience", "Experience", "Exp"),
+        ("stream", "Stream", "Stream"),
+    ):
+        for quantity, names in arguments.items():
+            cls = getattr(metrics, f"{prefix}{quantity}")
+            assert metrics.PLUGIN_METRICS[quantity, level] is cls
+            assert [p.name for p in inspect.signature(cls).parameters.values()] == names
+            metric = cls()
+            assert isinstance(metric, metrics.CalibrationPluginMetric)
+            assert str(metric) == f"{quantity}_{suffix}"
+            with pytest.raises(TypeError):
+                cls(5)  # keyword-only
+    assert metrics.ExperienceECE(n_bins=7)._metric.n_bins == 7
+    assert metrics.StreamNLL(eps=1e-3)._metric.eps == 1e-3

@@ -649,3 +649,31 @@ def test_iteration_timer_limits_and_pauses(digits_benchmark):
     assert all(t > 0 for t in timer.times)
     with pytest.raises(ValueError, match="limit"):
         IterationTimer(limit=0)
+
+
+def test_mixup_and_cutmix_share_one_implementation_and_signature():
+    import inspect
+
+    from avalanche_mixplugins.plugins import RandomMixPlugin
+
+    expected = ["alpha", "prob", "weight", "pairing", "asymmetric", "seed"]
+    for cls, mode in ((MixupPlugin, "mixup"), (CutMixPlugin, "cutmix")):
+        assert issubclass(cls, RandomMixPlugin) and cls.mix_mode == mode
+        params = inspect.signature(cls).parameters.values()
+        assert [p.name for p in params] == expected
+        assert all(p.kind is p.KEYWORD_ONLY for p in params)
+        assert cls(seed=0).mix == mode
+    assert "Zhang" in MixupPlugin.__doc__ and "2018" in MixupPlugin.__doc__
+    assert "Yun" in CutMixPlugin.__doc__ and "2019" in CutMixPlugin.__doc__
+
+
+def test_old_names_still_import_with_a_deprecation_warning():
+    from avalanche_mixplugins.experiments.timing import IterationTimer
+    from avalanche_mixplugins.plugins.base import MixingStepBatch
+
+    with pytest.warns(DeprecationWarning, match="plugins.base.MixingStepBatch"):
+        from avalanche_mixplugins.plugins.base import MixedBatch
+    assert MixedBatch is MixingStepBatch
+    with pytest.warns(DeprecationWarning, match="experiments.timing.IterationTimer"):
+        from avalanche_mixplugins.timing import IterationTimer as Old
+    assert Old is IterationTimer
