@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avalanche_mixplugins.validation import check_head_features
+
 GRAD_SPACES = ("last", "full")
 
 
@@ -133,19 +135,6 @@ def _f(t: Tensor) -> Tensor:
     return t if t.dtype == torch.float64 else t.float()
 
 
-def _check_features(h: Tensor, logits: Tensor, targets: Tensor) -> None:
-    if h.dim() != 2:
-        raise ValueError(
-            "the head's input must be (N, D) features, got shape "
-            f"{tuple(h.shape)}; use grad_space='full' for this model"
-        )
-    if logits.shape != targets.shape or logits.shape[0] != h.shape[0]:
-        raise ValueError(
-            f"logits {tuple(logits.shape)}, targets {tuple(targets.shape)} and "
-            f"features {tuple(h.shape)} must agree on (N, C) and N"
-        )
-
-
 def softmax_residual(logits: Tensor, targets: Tensor) -> Tensor:
     """``softmax(logits) - targets``: the gradient of soft cross-entropy in the logits."""
     return torch.softmax(_f(logits.detach()), dim=1) - targets.to(_f(logits).dtype)
@@ -166,7 +155,7 @@ def last_layer_gradient_sum(
     :return: ``(G_sum (C, D), gb_sum (C,), count ())``; the mean gradient is
         ``G_sum / count``. Sums are returned so that they can be all-reduced.
     """
-    _check_features(h, logits, targets)
+    check_head_features(h, logits, targets)
     r = softmax_residual(logits, targets)
     if weights is None:
         weights = torch.ones(r.shape[0], device=r.device)
@@ -191,7 +180,7 @@ def last_layer_inner_products(
         head without bias.
     :return: ``(N,)`` inner products.
     """
-    _check_features(h, logits, targets)
+    check_head_features(h, logits, targets)
     r = softmax_residual(logits, targets)
     ip = ((r @ grad_w.to(r.dtype)) * _f(h).to(r.dtype)).sum(dim=1)
     if grad_b is not None:
@@ -219,8 +208,8 @@ def last_layer_paired_inner_products(
     :param bias: count the head's bias (``False`` for a head without one).
     :return: ``(N,)`` inner products.
     """
-    _check_features(h_a, logits_a, targets_a)
-    _check_features(h_b, logits_b, targets_b)
+    check_head_features(h_a, logits_a, targets_a)
+    check_head_features(h_b, logits_b, targets_b)
     r_a = softmax_residual(logits_a, targets_a)
     r_b = softmax_residual(logits_b, targets_b).to(r_a.dtype)
     hh = (_f(h_a).to(r_a.dtype) * _f(h_b).to(r_a.dtype)).sum(dim=1)

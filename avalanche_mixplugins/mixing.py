@@ -3,7 +3,8 @@
 Pure tensor maths shared by every plugin of the package (and by
 :mod:`ssl_ext`): mixing-coefficient sampling, input interpolation (Mixup),
 box pasting (CutMix), soft targets and the mixed loss. Nothing here imports
-Avalanche.
+Avalanche. ``check_alpha`` is re-exported from
+:mod:`avalanche_mixplugins.validation`.
 
 * Mixup: Zhang, Cisse, Dauphin, Lopez-Paz. "mixup: Beyond Empirical Risk
   Minimization". ICLR 2018. https://arxiv.org/abs/1710.09412
@@ -23,20 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from avalanche_mixplugins.validation import check_alpha, check_mix_shapes, check_one_of
+
 MIX_MODES = ("mixup", "cutmix")
-
-
-def check_alpha(alpha: float) -> float:
-    """Return ``alpha`` as a float, or raise ``ValueError`` if not positive."""
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"alpha must be a positive number, got {alpha!r}") from err
-    if not alpha > 0 or alpha == float("inf"):
-        raise ValueError(
-            f"alpha must be a positive finite number (Beta(alpha, alpha)), got {alpha}"
-        )
-    return alpha
 
 
 def sample_lambda(
@@ -73,20 +63,6 @@ def _broadcast(lam: Tensor, x: Tensor) -> Tensor:
     return lam.to(dtype=x.dtype, device=x.device).view(-1, *([1] * (x.dim() - 1)))
 
 
-def _check_pairing(x: Tensor, partner: Tensor, lam: Tensor) -> None:
-    if x.dim() < 1 or x.shape[0] == 0:
-        raise ValueError(
-            f"expected a non-empty batch (N, ...), got shape {tuple(x.shape)}"
-        )
-    n = x.shape[0]
-    if partner.shape != (n,):
-        raise ValueError(
-            f"partner must have shape ({n},) to match the batch, got {tuple(partner.shape)}"
-        )
-    if lam.shape != (n,):
-        raise ValueError(f"lam must have shape ({n},), got {tuple(lam.shape)}")
-
-
 def mix_inputs(x: Tensor, partner: Tensor, lam: Tensor) -> Tensor:
     """Mixup: ``lam[i] * x[i] + (1 - lam[i]) * x[partner[i]]``.
 
@@ -95,7 +71,7 @@ def mix_inputs(x: Tensor, partner: Tensor, lam: Tensor) -> Tensor:
     :param lam: ``(N,)`` weight of the first sample.
     :return: mixed batch, same shape and dtype as ``x``.
     """
-    _check_pairing(x, partner, lam)
+    check_mix_shapes(x, partner, lam)
     if not torch.is_floating_point(x):
         raise ValueError(
             f"mixup needs floating-point inputs, got {x.dtype}; convert images with "
@@ -168,7 +144,7 @@ def cutmix_inputs(
     :return: ``(mixed, lam_adjusted)`` where ``lam_adjusted = 1 - box area /
         image area`` is the weight to give the first sample's label.
     """
-    _check_pairing(x, partner, lam)
+    check_mix_shapes(x, partner, lam)
     if x.dim() != 4:
         raise ValueError(
             f"CutMix needs image batches of shape (N, C, H, W), got {tuple(x.shape)}"
@@ -246,6 +222,46 @@ def mixed_cross_entropy(
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
+ASYMMETRIC_MODES = ("current", "both")
+
+
+def current_only_mask(
+    y: Tensor,
+    is_buffer: Tensor,
+    partner: Tensor,
+    num_classes: int,
+    lam: Tensor | None = None,
+    *,
+    previous_only: bool = False,
+) -> Tensor:
+    """Bool ``(N, C)`` mask of the logits an asymmetric cross-entropy leaves out.
+
+    A candidate mixed from two current samples is scored over the classes of
+    the current samples of the batch only (as ER-ACE scores current samples),
+    so it never pushes previous-class logits down; a candidate with a buffer
+    source keeps every logit. With ``previous_only``, the mirror rule also
+    applies: a candidate mixed from two buffer samples leaves out the classes
+    of the current samples, so it never pushes the new classes' logits down.
+    With ``lam`` given, a partner that contributes nothing (``lam = 1``, an
+    empty CutMix box) does not count as a source.
+    """
+    # classes of the current samples, without boolean indexing (no host sync)
+    counts = torch.zeros(num_classes, device=y.device)
+    present = counts.scatter_add(0, y.long(), (~is_buffer).float()) > 0
+    partner_is_buffer = is_buffer[partner]
+    partner_is_current = ~partner_is_buffer
+    if lam is not None:  # lam = 1 (e.g. an empty CutMix box): nothing was mixed in
+        mixed_in = lam.to(y.device) < 1.0
+        partner_is_buffer = partner_is_buffer & mixed_in
+        partner_is_current = partner_is_current & mixed_in
+    current_pair = ~is_buffer & ~partner_is_buffer
+    mask = current_pair.view(-1, 1) & ~present.view(1, -1)
+    if previous_only:
+        buffer_pair = is_buffer & ~partner_is_current
+        mask = mask | (buffer_pair.view(-1, 1) & present.view(1, -1))
+    return mask
+
+
 def apply_mix(
     mode: str,
     x: Tensor,
@@ -255,18 +271,19 @@ def apply_mix(
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Mix a batch with ``mode`` in :data:`MIX_MODES`; return inputs and the label weights."""
+    check_one_of("mix mode", mode, MIX_MODES)
     if mode == "mixup":
         return mix_inputs(x, partner, lam), lam
-    if mode == "cutmix":
-        return cutmix_inputs(x, partner, lam, generator=generator)
-    raise ValueError(f"mix mode must be one of {MIX_MODES}, got {mode!r}")
+    return cutmix_inputs(x, partner, lam, generator=generator)
 
 
 __all__ = [
+    "ASYMMETRIC_MODES",
     "MIX_MODES",
     "apply_mix",
     "box_masks",
     "check_alpha",
+    "current_only_mask",
     "cutmix_boxes",
     "cutmix_inputs",
     "mix_inputs",

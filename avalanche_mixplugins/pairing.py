@@ -25,15 +25,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from avalanche_mixplugins.validation import check_one_of
+
 PAIRINGS = ("all", "buffer_current", "current")
 FALLBACKS = ("none", "same_class")
 NO_BUFFER_MODES = ("mixup", "none")
 
 
 def check_pairing(pairing: str) -> str:
-    if pairing not in PAIRINGS:
-        raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
-    return pairing
+    """Return ``pairing`` if it is one of :data:`PAIRINGS`."""
+    return check_one_of("pairing", pairing, PAIRINGS)
 
 
 def allowed_pairs(is_buffer: Tensor, pairing: str) -> Tensor:
@@ -159,8 +160,7 @@ class GradientPairs(PairPolicy):
             raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
         if not 0.0 <= float(refresh) <= 1.0:
             raise ValueError(f"refresh must lie in [0, 1], got {refresh}")
-        if fallback not in FALLBACKS:
-            raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+        check_one_of("fallback", fallback, FALLBACKS)
         self.momentum = float(momentum)
         self.refresh = float(refresh)
         self.fallback = fallback

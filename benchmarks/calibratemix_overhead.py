@@ -20,20 +20,27 @@ labels, SmallCNN, B = 16, mu = 7, SoftMatch, one intra-op thread.
 
 from __future__ import annotations
 
-import argparse
-import random
 import statistics
 import warnings
 
 import torch
-from avalanche.benchmarks import nc_benchmark
 from avalanche.training.plugins import EvaluationPlugin
 from torch.utils.data import TensorDataset
 
 import ssl_ext
-from avalanche_mixplugins.benchmarks import load_fashion_mnist_tensors
+from avalanche_mixplugins.experiments.datasets import load_fashion_mnist_tensors
+from avalanche_mixplugins.experiments.runs import (
+    add_batch_size_option,
+    add_threads_option,
+    script_parser,
+)
+from avalanche_mixplugins.experiments.streams import class_incremental_from_tensors
+from avalanche_mixplugins.experiments.timing import (
+    IterationTimer,
+    add_round_options,
+    interleaved,
+)
 from avalanche_mixplugins.models import make_model
-from avalanche_mixplugins.timing import IterationTimer
 from ssl_ext.calibratemix_plugin import CalibrateMixPlugin
 
 
@@ -60,27 +67,9 @@ def build(variant, args, bench, unlabeled):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument(
-        "--rounds",
-        type=int,
-        default=7,
-        help="interleaved rounds (default: %(default)s)",
-    )
-    p.add_argument(
-        "--iterations",
-        type=int,
-        default=20,
-        help="iterations per variant and round (default: %(default)s)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=16,
-        help="labeled batch B (default: %(default)s)",
-    )
+    p = script_parser(__doc__)
+    add_round_options(p)
+    add_batch_size_option(p, 16, "labeled batch B")
     p.add_argument(
         "--mu",
         type=int,
@@ -98,35 +87,25 @@ def main(argv=None):
         default="small_cnn",
         help="small_cnn or a timm name, e.g. wrn28_2 (default: %(default)s)",
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch intra-op threads (default: %(default)s)",
-    )
+    add_threads_option(p, 1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
 
     x_tr, y_tr, x_te, y_te = load_fashion_mnist_tensors()
     lab = torch.cat([torch.nonzero(y_tr == c)[:4, 0] for c in range(10)])
-    train = TensorDataset(x_tr[lab], y_tr[lab])
-    train.targets = y_tr[lab].tolist()
-    test = TensorDataset(x_te[:200], y_te[:200])
-    test.targets = y_te[:200].tolist()
-    bench = nc_benchmark(train, test, 1, task_labels=False, seed=0)
+    bench = class_incremental_from_tensors(
+        x_tr[lab], y_tr[lab], x_te[:200], y_te[:200], n_experiences=1, seed=0
+    )
     unlabeled = TensorDataset(x_tr)
     exp = bench.train_stream[0]
 
     variants = ["base", "fast", "faithful"]
     runs = {v: build(v, args, bench, unlabeled) for v in variants}
-    order = random.Random(0)
-    for r in range(args.rounds + 1):
-        order.shuffle(variants)
-        for v in variants:
-            strategy, timer = runs[v]
-            timer.record = r > 0
-            strategy.train(exp)
+    for r, v in interleaved(variants, args.rounds + 1):
+        strategy, timer = runs[v]
+        timer.record = r > 0
+        strategy.train(exp)
     med = {v: statistics.median(runs[v][1].times) for v in ("base", "fast", "faithful")}
     n = len(runs["base"][1].times)
     print(

@@ -21,17 +21,16 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from avalanche.benchmarks import nc_benchmark
 from avalanche.training import DER, ER_ACE, Naive
 from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
-from torch.utils.data import TensorDataset
 
 from avalanche_mixplugins import CutMixPlugin, GradMixPlugin, MixupPlugin
-from avalanche_mixplugins.benchmarks import (
+from avalanche_mixplugins.experiments.datasets import (
     load_digits_tensors,
     load_fashion_mnist_tensors,
     load_mnist5k_tensors,
 )
+from avalanche_mixplugins.experiments.streams import class_incremental_from_tensors
 from avalanche_mixplugins.models import make_model
 
 DATASETS = ("fashion_mnist", "mnist5k", "digits")
@@ -70,12 +69,6 @@ def _tensors(dataset: str):
     raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
 
 
-def _dataset(x, y):
-    ds = TensorDataset(x, y)
-    ds.targets = y.tolist()
-    return ds
-
-
 def stream(cfg: RunConfig):
     """The Avalanche benchmark of ``cfg`` (5 experiences of 2 classes)."""
     x_tr, y_tr, x_te, y_te = _tensors(cfg.dataset)
@@ -105,12 +98,12 @@ def stream(cfg: RunConfig):
         raise ValueError(f"split must be 'val' or 'test', got {cfg.split!r}")
     x_train, y_train = x_tr[tr], y_tr[tr]
     mean, std = float(x_train.mean()), float(x_train.std())
-    return nc_benchmark(
-        _dataset((x_train - mean) / std, y_train),
-        _dataset((x_ev - mean) / std, y_ev),
-        5,
-        task_labels=False,
-        shuffle=True,
+    return class_incremental_from_tensors(
+        (x_train - mean) / std,
+        y_train,
+        (x_ev - mean) / std,
+        y_ev,
+        n_experiences=5,
         seed=cfg.seed,
     )
 

@@ -31,29 +31,40 @@ files). A tiny CPU run (``--device cpu --iterations 2 --warmup 1
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import platform
-import time
-import traceback
-import warnings
 from pathlib import Path
 
-with warnings.catch_warnings():
-    warnings.filterwarnings(
-        "ignore", message="no QP solver found", category=UserWarning
-    )
+from avalanche_mixplugins.experiments.runs import (
+    add_device_option,
+    add_threads_option,
+    default_threads,
+    known_warnings_silenced,
+    script_parser,
+    torch_threads,
+)
+
+with known_warnings_silenced():
     import torch
     import torch.nn.functional as F
-    from avalanche.benchmarks import nc_benchmark
-    from avalanche.core import SupervisedPlugin
-    from avalanche.training import Naive
     from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
     from torch.utils.data import TensorDataset
 
     import ssl_ext
     from avalanche_mixplugins import GradMixPlugin, MixupPlugin
+    from avalanche_mixplugins.experiments.datasets import load_digits_tensors
+    from avalanche_mixplugins.experiments.gpu import (
+        Autocast,
+        ChannelsLast,
+        ScaledNaive,
+        SyncCheck,
+        classify_sync_site,
+        record_sync_sites,
+    )
+    from avalanche_mixplugins.experiments.streams import (
+        class_incremental_from_tensors,
+    )
+    from avalanche_mixplugins.experiments.timing import Throughput
     from avalanche_mixplugins.models import make_model
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -76,129 +87,6 @@ DOCUMENTED_SYNCS = {
     "optimizer step (fp16 only, inherent to loss scaling)",
 }
 """Files where a training step is documented to wait for the device."""
-
-
-# ---------------------------------------------------------------------------
-# Avalanche pieces: timing, AMP for Naive, sync check
-# ---------------------------------------------------------------------------
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class Throughput(SupervisedPlugin):
-    """Time ``iterations`` training iterations after ``warmup``, then stop.
-
-    Put it last. The clock starts at the end of the warm-up iterations and
-    stops at the end of the timed ones, with a device synchronisation at both
-    ends, so data loading between iterations is included and queued GPU work
-    is not missed.
-
-    :param warmup: iterations before the clock starts.
-    :param iterations: timed iterations.
-    :param device: the training device.
-    """
-
-    def __init__(self, *, warmup: int, iterations: int, device: torch.device):
-        super().__init__()
-        self.warmup, self.iterations, self.device = warmup, iterations, device
-        self.count = 0
-        self.start = self.seconds = None
-
-    def after_training_iteration(self, strategy, **kwargs):
-        self.count += 1
-        if self.count == self.warmup:
-            _sync(self.device)
-            self.start = time.perf_counter()
-        elif self.count == self.warmup + self.iterations:
-            _sync(self.device)
-            self.seconds = time.perf_counter() - self.start
-            strategy.stop_training()
-
-    @property
-    def per_second(self) -> float:
-        return self.iterations / self.seconds
-
-
-class SyncCheck(SupervisedPlugin):
-    """Arm ``torch.cuda.set_sync_debug_mode`` for one training iteration.
-
-    The mode (``"error"``: raise on the first host-device synchronisation,
-    ``"warn"``: warn at each) is on from ``before_training_iteration`` to
-    ``after_training_iteration`` of the iteration after ``skip`` others (the
-    first ones initialise lazily), when the batch is already on the device;
-    then training stops. Put it last.
-
-    :param mode: ``"error"`` or ``"warn"``.
-    :param skip: iterations trained before the checked one.
-    """
-
-    def __init__(self, *, mode: str = "error", skip: int = 1):
-        super().__init__()
-        self.mode, self.skip, self.count = mode, skip, 0
-
-    def before_training_iteration(self, strategy, **kwargs):
-        if self.count == self.skip:
-            torch.cuda.set_sync_debug_mode(self.mode)
-
-    def after_training_iteration(self, strategy, **kwargs):
-        if self.count == self.skip:
-            torch.cuda.set_sync_debug_mode(0)
-            strategy.stop_training()
-        self.count += 1
-
-
-class Autocast(SupervisedPlugin):
-    """``torch.autocast`` from ``before_forward`` to the end of ``before_backward``.
-
-    Covers the strategy's forward and loss and the mixed-sample forward and
-    loss that mixing plugins add in ``before_backward``: put it after them.
-    """
-
-    def __init__(self, *, device: torch.device, dtype: torch.dtype):
-        super().__init__()
-        self.device, self.dtype = device, dtype
-        self._ctx = None
-
-    def before_forward(self, strategy, **kwargs):
-        if strategy.is_training and self._ctx is None:
-            self._ctx = torch.autocast(self.device.type, dtype=self.dtype)
-            self._ctx.__enter__()
-
-    def before_backward(self, strategy, **kwargs):
-        if self._ctx is not None:
-            self._ctx.__exit__(None, None, None)
-            self._ctx = None
-
-
-class ChannelsLast(SupervisedPlugin):
-    """Inputs in ``channels_last`` (the model is converted once, at build)."""
-
-    def before_forward(self, strategy, **kwargs):
-        x = strategy.mbatch[0]
-        if x.dim() == 4:
-            strategy.mbatch[0] = x.contiguous(memory_format=torch.channels_last)
-
-
-class ScaledNaive(Naive):
-    """``Naive`` whose backward and step go through a ``torch.amp.GradScaler``."""
-
-    def __init__(self, *, scaler: torch.amp.GradScaler | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.scaler = scaler
-
-    def backward(self):
-        if self.scaler is None:
-            return super().backward()
-        self.scaler.scale(self.loss).backward(retain_graph=self.retain_graph)
-
-    def optimizer_step(self):
-        if self.scaler is None:
-            return super().optimizer_step()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
 
 
 # ---------------------------------------------------------------------------
@@ -225,8 +113,6 @@ def load_images(args) -> tuple[torch.Tensor, torch.Tensor, str]:
         y = torch.as_tensor(data.targets, dtype=torch.int64)
         what = "CIFAR-10 train split"
     else:
-        from avalanche_mixplugins.benchmarks import load_digits_tensors
-
         x, y, _, _ = load_digits_tensors(seed=0)
         x = x.expand(-1, 3, -1, -1)
         what = "scikit-learn digits (real 8x8 images, upscaled)"
@@ -234,12 +120,6 @@ def load_images(args) -> tuple[torch.Tensor, torch.Tensor, str]:
     if x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     return x.contiguous(), y, f"{what}, 3x{size}x{size}"
-
-
-def _dataset(x, y):
-    ds = TensorDataset(x, y)
-    ds.targets = y.tolist()
-    return ds
 
 
 # ---------------------------------------------------------------------------
@@ -253,12 +133,9 @@ def _amp_dtype(precision: str):
 
 def run_ssl(args, variant, precision, device, x, y, *, sync_check=None):
     torch.manual_seed(0)
-    bench = nc_benchmark(
-        _dataset(x[: len(x) // 2], y[: len(x) // 2]),
-        _dataset(x[:64], y[:64]),
-        1,
-        task_labels=False,
-        seed=0,
+    half = len(x) // 2
+    bench = class_incremental_from_tensors(
+        x[:half], y[:half], x[:64], y[:64], n_experiences=1, seed=0
     )
     model = ssl_ext.create_backbone(
         args.ssl_backbone, num_classes=10, in_chans=3, pretrained=False
@@ -294,12 +171,8 @@ def run_ssl(args, variant, precision, device, x, y, *, sync_check=None):
 def run_er(args, variant, precision, device, x, y, *, sync_check=None):
     torch.manual_seed(0)
     n = len(x) // 2
-    bench = nc_benchmark(
-        _dataset(x[:n], y[:n]),
-        _dataset(x[n:], y[n:]),
-        2,
-        task_labels=False,
-        seed=0,
+    bench = class_incremental_from_tensors(
+        x[:n], y[:n], x[n:], y[n:], n_experiences=2, seed=0
     )
     model = make_model(args.er_model, num_classes=10, in_chans=3).to(device)
     channels_last = device.type == "cuda"
@@ -344,60 +217,16 @@ WORKLOADS = {
 }
 
 
-def _relative(path: str) -> str:
-    path = path.replace(os.sep, "/")
-    for marker in ("avalanche_mixplugins/", "ssl_ext/", "torch/", "avalanche/"):
-        if marker in path:
-            return marker + path.split(marker, 1)[1]
-    return path
-
-
 def _classify(filename: str, lineno: int) -> dict:
-    where = f"{_relative(filename)}:{lineno}"
-    return {
-        "site": where,
-        "why": DOCUMENTED_SYNCS.get(where.rsplit(":", 1)[0], "UNDOCUMENTED"),
-    }
-
-
-def _reset_autocast() -> None:
-    # an error inside an autocast region leaves it entered
-    for device_type in ("cuda", "cpu"):
-        torch.set_autocast_enabled(device_type, False)
+    return classify_sync_site(filename, lineno, DOCUMENTED_SYNCS)
 
 
 def sync_sites(runner, args, variant, precision, device, x, y) -> dict:
-    """Where one training iteration makes the host wait for the device.
-
-    First the iteration runs under ``set_sync_debug_mode("error")``: either
-    it completes (no synchronisation at all) or the first synchronising call
-    raises, and its Python frame is reported. Then it runs again under
-    ``"warn"`` to list every synchronising site of the step.
-    """
-    first = None
-    try:
-        runner(args, variant, precision, device, x, y, sync_check="error")
-    except RuntimeError as exc:
-        frames = traceback.extract_tb(exc.__traceback__)
-        ours = [f for f in frames if "site-packages/torch/" not in f.filename]
-        frame = (ours or frames)[-1]
-        first = _classify(frame.filename, frame.lineno)
-        first["error"] = str(exc).splitlines()[0][:120]
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
-        _reset_autocast()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            runner(args, variant, precision, device, x, y, sync_check="warn")
-        finally:
-            torch.cuda.set_sync_debug_mode(0)
-    sites = {}
-    for w in caught:
-        if "synchroniz" in str(w.message).lower():
-            site = _classify(w.filename, w.lineno)
-            sites[site["site"]] = site
-    return {"error_mode": first or "no synchronisation", "all": list(sites.values())}
+    """Where one training iteration of ``runner`` makes the host wait for the device."""
+    return record_sync_sites(
+        lambda mode: runner(args, variant, precision, device, x, y, sync_check=mode),
+        DOCUMENTED_SYNCS,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -405,10 +234,8 @@ def sync_sites(runner, args, variant, precision, device, x, y) -> dict:
 # ---------------------------------------------------------------------------
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def parser():
+    p = script_parser(__doc__)
     p.add_argument(
         "--parts",
         nargs="+",
@@ -416,11 +243,7 @@ def parser() -> argparse.ArgumentParser:
         default=list(WORKLOADS),
         help="workloads to time (default: both)",
     )
-    p.add_argument(
-        "--device",
-        default="cuda" if torch.cuda.is_available() else "cpu",
-        help="torch device (default: %(default)s)",
-    )
+    add_device_option(p)
     p.add_argument(
         "--precisions",
         nargs="+",
@@ -465,14 +288,47 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the CUDA synchronisation check",
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=max(1, min(4, os.cpu_count() or 1)),
-        help="torch CPU threads (default: min(4, CPUs) = %(default)s)",
-    )
+    add_threads_option(p, default_threads(), shown="min(4, CPUs) = %(default)s")
     p.add_argument("--json", type=Path, default=None, help="also write rows here")
     return p
+
+
+def _time_workloads(args, device: torch.device, precisions: list[str]) -> list[dict]:
+    """Time every part, variant and precision; print and return one row each."""
+    x, y, what = load_images(args)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "-"
+    print(
+        f"device {device} ({gpu}), torch {torch.__version__}, python "
+        f"{platform.python_version()}, threads {torch.get_num_threads()}\n"
+        f"data: {what}; {args.warmup} warm-up + {args.iterations} timed iterations; "
+        f"channels_last {'on' if device.type == 'cuda' else 'off'}\n",
+        flush=True,
+    )
+    rows = []
+    for part in args.parts:
+        runner, variants = WORKLOADS[part]
+        for variant in variants:
+            for precision in precisions:
+                clock = runner(args, variant, precision, device, x, y)
+                row = {
+                    "part": part,
+                    "variant": variant,
+                    "precision": precision,
+                    "batch": (
+                        f"{args.ssl_batch} + {args.mu}x{args.ssl_batch}"
+                        if part == "ssl"
+                        else str(args.er_batch)
+                    ),
+                    "model": args.ssl_backbone if part == "ssl" else args.er_model,
+                    "it_per_s": clock.per_second,
+                }
+                if device.type == "cuda" and not args.no_sync_check:
+                    row["syncs"] = sync_sites(
+                        runner, args, variant, precision, device, x, y
+                    )
+                rows.append(row)
+                print(_format_row(row), flush=True)
+    return rows
 
 
 def main(argv=None) -> list[dict]:
@@ -489,58 +345,8 @@ def main(argv=None) -> list[dict]:
     )
     if "fp16" in precisions and device.type != "cuda":
         p.error("fp16 needs CUDA (GradScaler); use bf16 or fp32 on the CPU")
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    x, y, what = load_images(args)
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "-"
-    print(
-        f"device {device} ({gpu}), torch {torch.__version__}, python "
-        f"{platform.python_version()}, threads {torch.get_num_threads()}\n"
-        f"data: {what}; {args.warmup} warm-up + {args.iterations} timed iterations; "
-        f"channels_last {'on' if device.type == 'cuda' else 'off'}\n",
-        flush=True,
-    )
-    rows = []
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="No loggers specified")
-            show = warnings.showwarning
-
-            def showwarning(message, category, *rest, **kwargs):
-                # Avalanche's @deprecated re-enables itself on every call, so
-                # its ReplayPlugin warning is dropped here instead of filtered
-                if category is DeprecationWarning and "deprecated" in str(message):
-                    return
-                show(message, category, *rest, **kwargs)
-
-            warnings.showwarning = showwarning
-            for part in args.parts:
-                runner, variants = WORKLOADS[part]
-                for variant in variants:
-                    for precision in precisions:
-                        clock = runner(args, variant, precision, device, x, y)
-                        row = {
-                            "part": part,
-                            "variant": variant,
-                            "precision": precision,
-                            "batch": (
-                                f"{args.ssl_batch} + {args.mu}x{args.ssl_batch}"
-                                if part == "ssl"
-                                else str(args.er_batch)
-                            ),
-                            "model": args.ssl_backbone
-                            if part == "ssl"
-                            else args.er_model,
-                            "it_per_s": clock.per_second,
-                        }
-                        if device.type == "cuda" and not args.no_sync_check:
-                            row["syncs"] = sync_sites(
-                                runner, args, variant, precision, device, x, y
-                            )
-                        rows.append(row)
-                        print(_format_row(row), flush=True)
-    finally:
-        torch.set_num_threads(threads_before)
+    with torch_threads(args.threads), known_warnings_silenced():
+        rows = _time_workloads(args, device, precisions)
     undocumented = [
         s["site"]
         for r in rows

@@ -13,8 +13,6 @@ GradMix/ER.
 
 from __future__ import annotations
 
-import argparse
-import random
 import statistics
 import warnings
 
@@ -23,9 +21,19 @@ from avalanche.training import Naive
 from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
 
 from avalanche_mixplugins import GradMixPlugin, MixupPlugin
-from avalanche_mixplugins.benchmarks import split_mnist5k
+from avalanche_mixplugins.experiments.runs import (
+    add_batch_size_option,
+    add_device_option,
+    add_threads_option,
+    script_parser,
+)
+from avalanche_mixplugins.experiments.streams import split_mnist5k
+from avalanche_mixplugins.experiments.timing import (
+    IterationTimer,
+    add_round_options,
+    interleaved,
+)
 from avalanche_mixplugins.models import SmallCNN
-from avalanche_mixplugins.timing import IterationTimer
 
 VARIANTS = {
     "ER": lambda: None,
@@ -36,42 +44,17 @@ VARIANTS = {
 
 
 def main():
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument(
-        "--rounds",
-        type=int,
-        default=7,
-        help="interleaved rounds (default: %(default)s)",
-    )
-    p.add_argument(
-        "--iterations",
-        type=int,
-        default=20,
-        help="timed iterations per round (default: %(default)s)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=32,
-        help="minibatch size (default: %(default)s)",
-    )
+    p = script_parser(__doc__)
+    add_round_options(p)
+    add_batch_size_option(p, 32, "minibatch size")
     p.add_argument(
         "--mem-size", type=int, default=500, help="buffer size (default: %(default)s)"
     )
-    p.add_argument(
-        "--device", default="cpu", help="torch device (default: %(default)s)"
-    )
+    add_device_option(p, default="cpu")
     p.add_argument(
         "--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS)
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (default: %(default)s)",
-    )
+    add_threads_option(p, 1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -100,12 +83,8 @@ def main():
         strategy.train(bench.train_stream[1])  # warm-up round, discarded
         timer.times.clear()
         strategies[name], timers[name] = strategy, timer
-    order = list(args.variants)
-    rng = random.Random(0)
-    for _ in range(args.rounds):
-        rng.shuffle(order)
-        for name in order:
-            strategies[name].train(bench.train_stream[1])
+    for _, name in interleaved(args.variants, args.rounds):
+        strategies[name].train(bench.train_stream[1])
     med = {n: statistics.median(timers[n].times) for n in args.variants}
     print(
         f"threads={torch.get_num_threads()} batch={args.batch_size}+replay "

@@ -147,7 +147,7 @@ def plot(path: str, out_dir: str) -> list[Path]:
     """One figure per setting: accuracy and forgetting per method, with seeds."""
     from matplotlib.figure import Figure
 
-    from avalanche_mixplugins.plots import method_style
+    from avalanche_mixplugins.experiments.plots import method_style
 
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line]
     groups: dict = defaultdict(lambda: defaultdict(list))

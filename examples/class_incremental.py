@@ -24,78 +24,46 @@ Paper-scale settings need a GPU and the dataset files, e.g.::
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import csv
 import json
 import math
 import os
-import platform
 import time
-import warnings
 from pathlib import Path
 
-# Third-party warnings known to be harmless here, silenced for this script's
-# run only (never in the library): qpsolvers finds no QP solver when Avalanche
-# imports it (only GEM-style strategies need one), and Avalanche 0.6 calls its
-# own deprecated storage-policy API and torch/timm deprecations.
-THIRD_PARTY = (
-    r"(avalanche|torch|torchvision|timm|torchmetrics|tensorboard|google|wandb)(\.|$)"
-)
-KNOWN_HARMLESS_WARNINGS = (
-    {"message": "no QP solver found", "category": UserWarning},
-    {"category": DeprecationWarning, "module": THIRD_PARTY},
-    {"category": FutureWarning, "module": THIRD_PARTY},
-    {"message": ".*TypedStorage is deprecated", "category": UserWarning},
-    # --quiet runs without loggers on purpose
-    {"message": "No loggers specified", "category": UserWarning},
-)
-
-
-# Avalanche's @deprecated wrapper calls warnings.simplefilter("once") on every
-# call, which outranks any filter: these are dropped when shown instead.
-KNOWN_HARMLESS_MESSAGES = (
-    "Call to deprecated function update (removal in version 0.7: switch to "
-    "pre_adapt and post_adapt)",
+from avalanche_mixplugins.experiments.runs import (
+    add_batch_size_option,
+    add_device_option,
+    add_log_options,
+    add_output_option,
+    add_seeds_option,
+    add_threads_option,
+    calibration_results,
+    close_loggers,
+    default_threads,
+    known_warnings_silenced,
+    make_loggers,
+    script_parser,
+    software_versions,
+    top_label_predictions,
+    torch_threads,
 )
 
-
-@contextlib.contextmanager
-def known_warnings_silenced():
-    """Hide :data:`KNOWN_HARMLESS_WARNINGS` inside the ``with`` block only.
-
-    Filters and ``warnings.showwarning`` are restored on exit, so importing
-    or calling this script from other code changes nothing outside it.
-    """
-    with warnings.catch_warnings():
-        for spec in KNOWN_HARMLESS_WARNINGS:
-            warnings.filterwarnings("ignore", **spec)
-        show = warnings.showwarning
-
-        def showwarning(message, category, filename, lineno, file=None, line=None):
-            if str(message) in KNOWN_HARMLESS_MESSAGES:
-                return
-            show(message, category, filename, lineno, file, line)
-
-        warnings.showwarning = showwarning
-        yield
-
-
+# Third-party warnings known to be harmless (qpsolvers' missing QP solver,
+# Avalanche's and torch's own deprecations) are silenced for this script's
+# run only, never in the library.
 with known_warnings_silenced():
-    import avalanche
     import numpy as np
-    import timm
     import torch
     from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
-    from avalanche.logging import CSVLogger, InteractiveLogger, TensorboardLogger
     from avalanche.training import DER, ER_ACE, Naive
     from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
 
     from avalanche_mixplugins import CutMixPlugin, GradMixPlugin, MixupPlugin
-    from avalanche_mixplugins.benchmarks import make_benchmark
+    from avalanche_mixplugins.experiments.streams import make_benchmark
+    from avalanche_mixplugins.experiments.timing import IterationTimer
     from avalanche_mixplugins.metrics import calibration_metrics
     from avalanche_mixplugins.models import make_model
-    from avalanche_mixplugins.timing import IterationTimer
 
 OFFLINE = ("split_mnist5k", "split_fashion_mnist", "split_digits")
 AVALANCHE = (
@@ -174,21 +142,6 @@ def build_plugin(args, seed):
     return None
 
 
-@torch.no_grad()
-def final_predictions(strategy, bench, device):
-    """Top-label confidence and correctness of the final model on the test stream."""
-    model = strategy.model.eval()
-    conf, correct = [], []
-    for exp in bench.test_stream:
-        loader = torch.utils.data.DataLoader(exp.dataset.eval(), batch_size=512)
-        for x, y, *_ in loader:
-            p = torch.softmax(model(x.to(device)).float(), dim=1).cpu()
-            c, pred = p.max(dim=1)
-            conf += [round(float(v), 5) for v in c]
-            correct += (pred == y).int().tolist()
-    return conf, correct
-
-
 def run(args, seed):
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -200,11 +153,7 @@ def run(args, seed):
     out.mkdir(parents=True, exist_ok=True)
     pair_tag = "" if args.pairing == "all" else f"_{args.pairing}"
     tag = f"{args.benchmark}_{args.strategy}_{args.aug}{pair_tag}_m{args.mem_size}_s{seed}"
-    loggers = [InteractiveLogger()] if not args.quiet else []
-    if args.csv:
-        loggers.append(CSVLogger(log_folder=str(out / "csv" / tag)))
-    if args.tensorboard:
-        loggers.append(TensorboardLogger(tb_log_dir=str(out / "tb" / tag)))
+    loggers = make_loggers(args, out, tag)
     evaluator = EvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
         forgetting_metrics(experience=True, stream=True),
@@ -257,19 +206,15 @@ def run(args, seed):
         if isinstance(plugin, GradMixPlugin):
             helpful.append(_finite_or_none(plugin.helpful_fraction()))
     wall = time.perf_counter() - start
-    for logger in loggers:
-        if hasattr(logger, "close"):
-            logger.close()  # flush the CSV and TensorBoard files
+    close_loggers(loggers)  # flush the CSV and TensorBoard files
     final_acc = float(last["Top1_Acc_Stream/eval_phase/test_stream/Task000"])
     forgetting = float(last["StreamForgetting/eval_phase/test_stream"])
     # average accuracy over the experiences seen so far, after each experience
     avg_seen = [float(np.mean(acc_matrix[i, : i + 1])) for i in range(n_exp)]
-    calib = {
-        k.split("/")[0]: float(v)
-        for k, v in last.items()
-        if k.split("_")[0] in ("ECE", "MCE", "NLL", "Brier")
-    }
-    conf, correct = final_predictions(strategy, bench, args.device)
+    calib = calibration_results(last)
+    conf, correct = top_label_predictions(
+        strategy.model, bench.test_stream, args.device
+    )
     result = {
         "kind": "class_incremental",
         "method": f"{args.strategy}+{args.aug}"
@@ -277,12 +222,7 @@ def run(args, seed):
         "setting": f"{args.benchmark} mem={args.mem_size} epochs={args.epochs}",
         "config": {k: v for k, v in vars(args).items() if k != "seeds"},
         "seed": seed,
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "avalanche": getattr(avalanche, "__version__", "unknown"),
-            "timm": timm.__version__,
-        },
+        "versions": software_versions(),
         "accuracy_matrix": acc_matrix.tolist(),
         "average_accuracy_seen": avg_seen,
         "final_average_accuracy": final_acc,
@@ -357,15 +297,8 @@ def run_header(args) -> str:
     )
 
 
-def default_threads() -> int:
-    """min(4, CPUs): small models gain little from more threads on a shared machine."""
-    return max(1, min(4, os.cpu_count() or 1))
-
-
 def parser():
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = script_parser(__doc__)
     p.add_argument(
         "--benchmark",
         default="split_mnist5k",
@@ -433,11 +366,8 @@ def parser():
         help="epochs per experience (default: 5 on the small split_mnist5k and "
         "split_digits streams, 1 on the others)",
     )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=32,
-        help="minibatch size; also the buffer batch of ER-ACE and DER (default: %(default)s)",
+    add_batch_size_option(
+        p, 32, "minibatch size; also the buffer batch of ER-ACE and DER"
     )
     p.add_argument(
         "--lr",
@@ -450,23 +380,9 @@ def parser():
         default="small_cnn",
         help="small_cnn (28x28) or any timm model name, e.g. resnet18 (default: %(default)s)",
     )
-    p.add_argument(
-        "--seeds",
-        type=int,
-        nargs="+",
-        default=[0],
-        help="seeds to run (default: %(default)s)",
-    )
-    p.add_argument(
-        "--device",
-        default="cuda" if torch.cuda.is_available() else "cpu",
-        help="torch device (default: %(default)s)",
-    )
-    p.add_argument(
-        "--output-dir",
-        default="results",
-        help="where JSON results go (default: %(default)s)",
-    )
+    add_seeds_option(p, "seeds to run")
+    add_device_option(p)
+    add_output_option(p)
     p.add_argument(
         "--pairing",
         default="all",
@@ -474,17 +390,8 @@ def parser():
         help="which samples the mixing plugin may pair: any two, a buffer sample with a "
         "current one, or current samples only (default: %(default)s)",
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=default_threads(),
-        help="torch intra-op CPU threads (default: min(4, CPUs) = %(default)s); use 1 "
-        "when several runs share the cores. Run time depends strongly on it",
-    )
-    p.add_argument("--csv", action="store_true", help="also write Avalanche CSV logs")
-    p.add_argument(
-        "--tensorboard", action="store_true", help="also write TensorBoard logs"
-    )
+    add_threads_option(p, default_threads(), shown="min(4, CPUs) = %(default)s")
+    add_log_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -496,14 +403,10 @@ def main(argv=None):
         p.error(f"--threads must be a positive integer, got {args.threads}")
     if args.epochs is None:
         args.epochs = 5 if args.benchmark in ("split_mnist5k", "split_digits") else 1
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         print(run_header(args), flush=True)
         with known_warnings_silenced():
             return [run(args, seed) for seed in args.seeds]
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 if __name__ == "__main__":

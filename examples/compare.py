@@ -14,30 +14,23 @@ a reliability diagram per method.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
-import warnings
 from collections import defaultdict
 from pathlib import Path
 
-with warnings.catch_warnings():
-    # importing the package imports Avalanche, whose qpsolvers import warns
-    # that no QP solver is installed (only GEM-style strategies need one)
-    warnings.filterwarnings(
-        "ignore", message="no QP solver found", category=UserWarning
-    )
-    import numpy as np
-    from matplotlib.figure import Figure
+import numpy as np
+from matplotlib.figure import Figure
 
-    from avalanche_mixplugins.plots import (
-        accuracy_curves,
-        accuracy_matrix_heatmap,
-        fitted_limits,
-        pair_score_heatmap,
-        reliability_diagram_from_confidence,
-    )
+from avalanche_mixplugins.experiments.plots import (
+    accuracy_curves,
+    accuracy_matrix_heatmap,
+    fitted_limits,
+    pair_score_heatmap,
+    reliability_diagram_from_confidence,
+)
+from avalanche_mixplugins.experiments.runs import script_parser
 
 COLUMNS = [
     ("final_average_accuracy", "accuracy"),
@@ -200,10 +193,8 @@ def plots(groups, out: Path) -> list[Path]:
     return written
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def parser():
+    p = script_parser(__doc__)
     p.add_argument(
         "results",
         nargs="+",

@@ -5,8 +5,13 @@ from __future__ import annotations
 from torch import nn
 
 
-class SmallCNN(nn.Module):
-    """A small conv net for 1-channel images, with a linear head ``fc``."""
+class PlainConvNet(nn.Module):
+    """Two convolutions without batch norm and a linear head ``fc`` (bias optional).
+
+    Unlike :class:`avalanche_mixplugins.models.SmallCNN` it has no batch
+    norm, so per-sample gradients (``torch.func``) need no running
+    statistics, and ``bias=False`` gives a head without bias.
+    """
 
     def __init__(self, num_classes: int = 10, in_chans: int = 1, bias: bool = True):
         super().__init__()

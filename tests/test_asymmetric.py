@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 from avalanche.training import ER_ACE, Naive
 from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
-from nets import SmallCNN
+from nets import PlainConvNet
 
 from avalanche_mixplugins import GradMixPlugin, MixupPlugin
 from avalanche_mixplugins.mixing import one_hot
@@ -36,7 +36,7 @@ class Check(SupervisedPlugin):
 
 def _train(strategy_cls, plugin, fn, bench):
     torch.manual_seed(0)
-    model = SmallCNN(num_classes=10)
+    model = PlainConvNet(num_classes=10)
     calls = []
     model.fc.register_forward_hook(lambda m, a, out: calls.append(out.detach()))
     check = Check(plugin, calls, fn)

@@ -22,8 +22,9 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from avalanche_mixplugins import GradMixPlugin, MixupPlugin
-from avalanche_mixplugins.benchmarks import load_digits_tensors, split_digits
 from avalanche_mixplugins.checkpoint import load_checkpoint, save_checkpoint
+from avalanche_mixplugins.experiments.datasets import load_digits_tensors
+from avalanche_mixplugins.experiments.streams import split_digits
 from ssl_ext import (
     SAMPLE_ID,
     FixMatch,

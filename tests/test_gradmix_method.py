@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 from avalanche.training import Naive
 from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
-from nets import SmallCNN
+from nets import PlainConvNet
 from torch import nn
 
 from avalanche_mixplugins import GradMixPlugin
@@ -82,7 +82,7 @@ def _run(gradmix, make_check, bench, n_exp=2):
     GradMix's ``before_backward`` from the second experience on.
     """
     torch.manual_seed(0)
-    model = SmallCNN(num_classes=10)
+    model = PlainConvNet(num_classes=10)
     recorder = HeadRecorder(model.fc)
     before = Before(gradmix, recorder)
     after = After(make_check(recorder, before))
@@ -275,7 +275,7 @@ def _tensors_of(dataset):
 def _fidelity(bench, seed):
     """(score, measured change of held-out old-class loss) for every scored pair."""
     torch.manual_seed(seed)
-    model = SmallCNN(num_classes=10)
+    model = PlainConvNet(num_classes=10)
     # the measurement of docs/gradmix.md was made with the first experience mixed
     gradmix = GradMixPlugin(seed=seed, no_buffer="mixup")
     replay = ReplayPlugin(mem_size=100)
@@ -366,7 +366,7 @@ def test_first_experience_is_not_mixed_by_default(digits_benchmark):
             losses[exp].append(self.plugin.last_loss)
 
     gradmix = GradMixPlugin(seed=0)
-    model = SmallCNN(num_classes=10)
+    model = PlainConvNet(num_classes=10)
     strategy = Naive(
         model=model,
         optimizer=torch.optim.SGD(model.parameters(), lr=0.05),

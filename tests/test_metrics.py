@@ -7,6 +7,7 @@ import pytest
 import torch
 from torchmetrics.functional.classification import multiclass_calibration_error
 
+from avalanche_mixplugins.experiments.plots import reliability_diagram
 from avalanche_mixplugins.metrics import (
     BrierScore,
     ExpectedCalibrationError,
@@ -14,7 +15,6 @@ from avalanche_mixplugins.metrics import (
     NegativeLogLikelihood,
     calibration_metrics,
 )
-from avalanche_mixplugins.plots import reliability_diagram
 
 
 def np_softmax(z):
@@ -150,7 +150,7 @@ def test_plugin_metrics_in_evaluation_plugin():
     from avalanche.training.plugins import EvaluationPlugin
     from torch.utils.data import TensorDataset
 
-    from avalanche_mixplugins.benchmarks import load_digits_tensors
+    from avalanche_mixplugins.experiments.datasets import load_digits_tensors
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     torch.manual_seed(0)
@@ -217,3 +217,26 @@ def test_reliability_diagram_png(tmp_path):
     assert fig2.axes[0].get_legend().get_title().get_text() == legend
     with pytest.raises(ValueError, match="labels"):
         reliability_diagram(logits, labels[:10])
+
+
+def test_plugin_metric_classes_come_from_one_table():
+    import inspect
+
+    from avalanche_mixplugins import metrics
+
+    arguments = {"ECE": ["n_bins"], "MCE": ["n_bins"], "NLL": ["eps"], "Brier": []}
+    for level, prefix, suffix in (
+        ("experience", "Experience", "Exp"),
+        ("stream", "Stream", "Stream"),
+    ):
+        for quantity, names in arguments.items():
+            cls = getattr(metrics, f"{prefix}{quantity}")
+            assert metrics.PLUGIN_METRICS[quantity, level] is cls
+            assert [p.name for p in inspect.signature(cls).parameters.values()] == names
+            metric = cls()
+            assert isinstance(metric, metrics.CalibrationPluginMetric)
+            assert str(metric) == f"{quantity}_{suffix}"
+            with pytest.raises(TypeError):
+                cls(5)  # keyword-only
+    assert metrics.ExperienceECE(n_bins=7)._metric.n_bins == 7
+    assert metrics.StreamNLL(eps=1e-3)._metric.eps == 1e-3

@@ -110,7 +110,7 @@ def distinct_digits():
     from avalanche.benchmarks import nc_benchmark
     from torch.utils.data import TensorDataset
 
-    from avalanche_mixplugins.benchmarks import load_digits_tensors
+    from avalanche_mixplugins.experiments.datasets import load_digits_tensors
 
     x_tr, y_tr, x_te, y_te = load_digits_tensors(seed=0)
     g = torch.Generator().manual_seed(0)
@@ -590,7 +590,7 @@ def test_integer_images_are_refused_with_a_hint():
 def test_helpful_fraction_reaches_avalanche_loggers(digits_benchmark, tmp_path, capsys):
     from avalanche.logging import InteractiveLogger, TensorboardLogger
 
-    from avalanche_mixplugins.plots import pair_score_heatmap
+    from avalanche_mixplugins.experiments.plots import pair_score_heatmap
 
     model = make_mlp()
     plugin = GradMixPlugin(seed=0, no_buffer="mixup")
@@ -629,7 +629,7 @@ def test_helpful_fraction_reaches_avalanche_loggers(digits_benchmark, tmp_path, 
 
 
 def test_iteration_timer_limits_and_pauses(digits_benchmark):
-    from avalanche_mixplugins.timing import IterationTimer
+    from avalanche_mixplugins.experiments.timing import IterationTimer
 
     timer = IterationTimer(record=False, limit=3)
     model = make_mlp()
@@ -649,3 +649,31 @@ def test_iteration_timer_limits_and_pauses(digits_benchmark):
     assert all(t > 0 for t in timer.times)
     with pytest.raises(ValueError, match="limit"):
         IterationTimer(limit=0)
+
+
+def test_mixup_and_cutmix_share_one_implementation_and_signature():
+    import inspect
+
+    from avalanche_mixplugins.plugins import RandomMixPlugin
+
+    expected = ["alpha", "prob", "weight", "pairing", "asymmetric", "seed"]
+    for cls, mode in ((MixupPlugin, "mixup"), (CutMixPlugin, "cutmix")):
+        assert issubclass(cls, RandomMixPlugin) and cls.mix_mode == mode
+        params = inspect.signature(cls).parameters.values()
+        assert [p.name for p in params] == expected
+        assert all(p.kind is p.KEYWORD_ONLY for p in params)
+        assert cls(seed=0).mix == mode
+    assert "Zhang" in MixupPlugin.__doc__ and "2018" in MixupPlugin.__doc__
+    assert "Yun" in CutMixPlugin.__doc__ and "2019" in CutMixPlugin.__doc__
+
+
+def test_old_names_still_import_with_a_deprecation_warning():
+    from avalanche_mixplugins.experiments.timing import IterationTimer
+    from avalanche_mixplugins.plugins.base import MixingStepBatch
+
+    with pytest.warns(DeprecationWarning, match="plugins.base.MixingStepBatch"):
+        from avalanche_mixplugins.plugins.base import MixedBatch
+    assert MixedBatch is MixingStepBatch
+    with pytest.warns(DeprecationWarning, match="experiments.timing.IterationTimer"):
+        from avalanche_mixplugins.timing import IterationTimer as Old
+    assert Old is IterationTimer

@@ -132,7 +132,7 @@ BUGS: list[Bug] = [
     ),
     Bug(
         "mix-mean-over-batch", "mixing", "avalanche_mixplugins/plugins/base.py",
-        "loss = (per_sample * w).sum() / w.sum().clamp_min(1.0)",
+        "loss = (per_sample * w).sum() / self.loss_denominator(batch, w)",
         "loss = (per_sample * w).mean()",
         ("tests/test_plugins.py::test_buffer_samples_are_found_per_strategy",),
         "the mixed loss is averaged over all samples instead of the counted ones",
@@ -173,7 +173,7 @@ BUGS: list[Bug] = [
         'pairing="buffer_current" pairs any two samples',
     ),
     Bug(
-        "mix-label-check-off", "mixing", "avalanche_mixplugins/plugins/base.py",
+        "mix-label-check-off", "mixing", "avalanche_mixplugins/validation.py",
         "    if top >= n_outputs or int(y.min()) < 0:",
         "    if False:",
         ("tests/test_plugins.py::test_labels_outside_the_outputs_raise",),
@@ -181,8 +181,8 @@ BUGS: list[Bug] = [
     ),
     Bug(
         "mix-cutmix-lam-not-corrected", "mixing", "avalanche_mixplugins/mixing.py",
-        "        return cutmix_inputs(x, partner, lam, generator=generator)",
-        "        return cutmix_inputs(x, partner, lam, generator=generator)[0], lam",
+        "    return cutmix_inputs(x, partner, lam, generator=generator)",
+        "    return cutmix_inputs(x, partner, lam, generator=generator)[0], lam",
         ("tests/test_plugins.py::test_mixed_loss_and_inputs_match_an_independent_recomputation",),
         "CutMix's label weight is not corrected to the pasted area",
     ),

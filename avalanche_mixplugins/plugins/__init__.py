@@ -1,8 +1,24 @@
 """Avalanche plugins: Mixup, CutMix and GradMix for replay strategies."""
 
-from avalanche_mixplugins.plugins.base import MixedBatch, MixingPlugin
+from avalanche_mixplugins.deprecation import moved_names
+from avalanche_mixplugins.plugins.base import (
+    MixingPlugin,
+    MixingStepBatch,
+    RandomMixPlugin,
+)
 from avalanche_mixplugins.plugins.cutmix import CutMixPlugin
 from avalanche_mixplugins.plugins.gradmix import GradMixPlugin
 from avalanche_mixplugins.plugins.mixup import MixupPlugin
 
-__all__ = ["CutMixPlugin", "GradMixPlugin", "MixedBatch", "MixingPlugin", "MixupPlugin"]
+__getattr__ = moved_names(
+    __name__, {"MixedBatch": "avalanche_mixplugins.plugins.base:MixingStepBatch"}
+)
+
+__all__ = [
+    "CutMixPlugin",
+    "GradMixPlugin",
+    "MixingPlugin",
+    "MixingStepBatch",
+    "MixupPlugin",
+    "RandomMixPlugin",
+]

@@ -23,7 +23,6 @@ streams).
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -33,22 +32,35 @@ from avalanche.core import SupervisedPlugin
 from avalanche.models.utils import avalanche_forward
 from torch import Tensor
 
+from avalanche_mixplugins.deprecation import moved_names
 from avalanche_mixplugins.mixing import (
+    ASYMMETRIC_MODES,
     MIX_MODES,
     apply_mix,
-    check_alpha,
+    current_only_mask,
     mixed_cross_entropy,
     sample_lambda,
 )
-from avalanche_mixplugins.pairing import PairPolicy
+from avalanche_mixplugins.pairing import PairPolicy, RandomPairs
+from avalanche_mixplugins.validation import (
+    check_alpha,
+    check_fraction,
+    check_label_range,
+    check_one_of,
+    check_weight,
+)
 
 if TYPE_CHECKING:
     from avalanche.training.templates import SupervisedTemplate
 
 
 @dataclass
-class MixedBatch:
-    """Everything about one iteration's mixed samples (all tensors on device)."""
+class MixingStepBatch:
+    """Everything about one training step's mixed samples (all tensors on device).
+
+    Built by :meth:`MixingPlugin.mixed_batch`, read by the policy hooks and
+    kept for inspection as ``plugin.last_batch``.
+    """
 
     x: Tensor
     """Inputs of the pool the pairs are drawn from, ``(N, ...)``."""
@@ -71,81 +83,6 @@ class MixedBatch:
     logit_mask: Tensor | None = None
     """Bool ``(N, C)``: logits left out of a candidate's softmax (asymmetric
     cross-entropy, see :class:`MixingPlugin`), or ``None``."""
-
-
-def _check_fraction(name: str, value: float) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}") from err
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1], got {value}")
-    return value
-
-
-def _check_weight(weight: float) -> float:
-    try:
-        weight = float(weight)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"weight must be a non-negative number, got {weight!r}"
-        ) from err
-    if not (weight >= 0.0 and math.isfinite(weight)):
-        raise ValueError(f"weight must be a non-negative finite number, got {weight}")
-    return weight
-
-
-def _check_label_range(y: Tensor, n_outputs: int) -> None:
-    """Raise ``ValueError`` (saying what to do) if a label does not index the outputs."""
-    if y.numel() == 0:
-        return
-    top = int(y.max())
-    if top >= n_outputs or int(y.min()) < 0:
-        raise ValueError(
-            f"label {top} is outside the model's {n_outputs} outputs; "
-            "give the model a head with one output per class of the stream "
-            "(or use avalanche.models.IncrementalClassifier)"
-        )
-
-
-ASYMMETRIC_MODES = ("current", "both")
-
-
-def current_only_mask(
-    y: Tensor,
-    is_buffer: Tensor,
-    partner: Tensor,
-    num_classes: int,
-    lam: Tensor | None = None,
-    *,
-    previous_only: bool = False,
-) -> Tensor:
-    """Bool ``(N, C)`` mask of the logits an asymmetric cross-entropy leaves out.
-
-    A candidate mixed from two current samples is scored over the classes of
-    the current samples of the batch only (as ER-ACE scores current samples),
-    so it never pushes previous-class logits down; a candidate with a buffer
-    source keeps every logit. With ``previous_only``, the mirror rule also
-    applies: a candidate mixed from two buffer samples leaves out the classes
-    of the current samples, so it never pushes the new classes' logits down.
-    With ``lam`` given, a partner that contributes nothing (``lam = 1``, an
-    empty CutMix box) does not count as a source.
-    """
-    # classes of the current samples, without boolean indexing (no host sync)
-    counts = torch.zeros(num_classes, device=y.device)
-    present = counts.scatter_add(0, y.long(), (~is_buffer).float()) > 0
-    partner_is_buffer = is_buffer[partner]
-    partner_is_current = ~partner_is_buffer
-    if lam is not None:  # lam = 1 (e.g. an empty CutMix box): nothing was mixed in
-        mixed_in = lam.to(y.device) < 1.0
-        partner_is_buffer = partner_is_buffer & mixed_in
-        partner_is_current = partner_is_current & mixed_in
-    current_pair = ~is_buffer & ~partner_is_buffer
-    mask = current_pair.view(-1, 1) & ~present.view(1, -1)
-    if previous_only:
-        buffer_pair = is_buffer & ~partner_is_current
-        mask = mask | (buffer_pair.view(-1, 1) & present.view(1, -1))
-    return mask
 
 
 class MixingPlugin(SupervisedPlugin, supports_distributed=True):
@@ -189,8 +126,7 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         seed: int | None = None,
     ):
         super().__init__()
-        if mix not in MIX_MODES:
-            raise ValueError(f"mix must be one of {MIX_MODES}, got {mix!r}")
+        check_one_of("mix", mix, MIX_MODES)
         if not isinstance(policy, PairPolicy):
             raise ValueError(
                 f"policy must be a PairPolicy, got {type(policy).__name__}"
@@ -198,8 +134,8 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         self.policy = policy
         self.mix = mix
         self.alpha = check_alpha(alpha)
-        self.prob = _check_fraction("prob", prob)
-        self.weight = _check_weight(weight)
+        self.prob = check_fraction("prob", prob)
+        self.weight = check_weight(weight)
         if asymmetric is not None and not (
             isinstance(asymmetric, bool) or asymmetric in ASYMMETRIC_MODES
         ):
@@ -212,7 +148,7 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
             seed = int(torch.randint(0, 2**62, (1,)).item())
         self.generator = torch.Generator().manual_seed(int(seed))
         self.last_loss: Tensor | None = None
-        self.last_batch: MixedBatch | None = None
+        self.last_batch: MixingStepBatch | None = None
         """The last step's mixed batch (inputs, partners, ``lam``, logits), for inspection."""
         self.last_weights: Tensor | None = None
         """The last step's per-sample weights in the mixed loss (see :meth:`sample_weights`)."""
@@ -239,7 +175,7 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         if strategy.is_training and self._check_output and isinstance(out, Tensor):
             self._check_output = False
             if out.dim() == 2:
-                _check_label_range(strategy.mb_y, out.shape[1])
+                check_label_range(strategy.mb_y, out.shape[1])
 
     def after_training_exp(self, strategy: SupervisedTemplate, **kwargs):
         self._seen_classes.update(
@@ -297,11 +233,13 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
             return None
         return self.policy.select(y, is_buffer, generator=self.generator)
 
-    def sample_weights(self, strategy: SupervisedTemplate, batch: MixedBatch) -> Tensor:
+    def sample_weights(
+        self, strategy: SupervisedTemplate, batch: MixingStepBatch
+    ) -> Tensor:
         """Weight of each mixed sample in the mixed loss (default: active ones)."""
         return batch.active.float()
 
-    def loss_denominator(self, batch: MixedBatch, weights: Tensor) -> Tensor:
+    def loss_denominator(self, batch: MixingStepBatch, weights: Tensor) -> Tensor:
         """Normaliser of the mixed loss: the number of candidates (active samples).
 
         A policy that drops candidates (GradMix) removes their loss instead of
@@ -312,7 +250,7 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         return batch.active.float().sum().clamp_min(1.0)
 
     # -- the step --------------------------------------------------------------
-    def mixed_batch(self, strategy: SupervisedTemplate) -> MixedBatch | None:
+    def mixed_batch(self, strategy: SupervisedTemplate) -> MixingStepBatch | None:
         """Draw pairs and ``lam``, mix, and forward the mixed inputs."""
         x, y, t, is_buffer = self.training_samples(strategy)
         if x.shape[0] < 2:
@@ -329,7 +267,7 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         if self._check_labels:
             # once per experience (one host sync): labels must index the outputs
             self._check_labels = False
-            _check_label_range(y, logits.shape[1])
+            check_label_range(y, logits.shape[1])
         mask = None
         mode = self._asymmetric(strategy)
         if mode is not None:
@@ -342,7 +280,7 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
                 previous_only=mode == "both",
             )
             logits = logits.masked_fill(mask, float("-inf"))
-        return MixedBatch(
+        return MixingStepBatch(
             x, y, t, is_buffer, partner, active, lam_y, x_mix, logits, mask
         )
 
@@ -401,4 +339,67 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         self.policy.load_state_dict(state["policy"])
 
 
-__all__ = ["ASYMMETRIC_MODES", "MixedBatch", "MixingPlugin", "current_only_mask"]
+class RandomMixPlugin(MixingPlugin, supports_distributed=True):
+    """Random-pair mixing added to a replay strategy's loss: the Mixup and CutMix baselines.
+
+    Each iteration, every sample of the training batch (current samples and
+    the replayed buffer samples, wherever the strategy keeps them) gets a
+    uniformly random partner among the admissible ones (:class:`RandomPairs`),
+    the pair is mixed with ``lam ~ Beta(alpha, alpha)`` (one per pair) by the
+    subclass's operation (:attr:`mix_mode`), and
+    ``lam CE(f(x~), y_i) + (1 - lam) CE(f(x~), y_j)``, averaged over the batch,
+    is added to the strategy's loss with weight ``weight``. This is the
+    random-pair baseline of GradMix (Kim et al., arXiv:2505.08528).
+
+    Works with ``Naive`` + ``ReplayPlugin``, ``ER_ACE``, ``ER_AML``, ``DER`` and
+    strategies without a buffer; composes with other plugins in the list.
+
+    :param alpha: Beta concentration (> 0). 1.0 draws ``lam`` uniformly.
+    :param prob: chance that an iteration is mixed, in [0, 1].
+    :param weight: weight of the mixed loss added to the strategy's loss
+        (>= 0). The default 1.0 trains on the original and the mixed batch
+        with equal weight.
+    :param pairing: ``"all"`` (any two samples), ``"buffer_current"`` (a buffer
+        sample with a current one; nothing is mixed before a buffer exists) or
+        ``"current"`` (current samples only).
+    :param asymmetric: ``"current"``/``True``, ``"both"`` or ``False``; see
+        :class:`MixingPlugin` (``None``: ``"current"`` for ``ER_ACE`` and
+        ``ER_AML``, off otherwise).
+    :param seed: seed of the plugin's random generator.
+    """
+
+    mix_mode: str
+    """The mixing operation, one of :data:`~avalanche_mixplugins.mixing.MIX_MODES`."""
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 1.0,
+        prob: float = 1.0,
+        weight: float = 1.0,
+        pairing: str = "all",
+        asymmetric: bool | str | None = None,
+        seed: int | None = None,
+    ):
+        super().__init__(
+            policy=RandomPairs(pairing=pairing),
+            mix=self.mix_mode,
+            alpha=alpha,
+            prob=prob,
+            weight=weight,
+            asymmetric=asymmetric,
+            seed=seed,
+        )
+
+
+__getattr__ = moved_names(
+    __name__, {"MixedBatch": "avalanche_mixplugins.plugins.base:MixingStepBatch"}
+)
+
+__all__ = [
+    "ASYMMETRIC_MODES",
+    "MixingPlugin",
+    "MixingStepBatch",
+    "RandomMixPlugin",
+    "current_only_mask",
+]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
+from avalanche.distributed import DistributedHelper
 from avalanche.evaluation.metric_results import MetricValue
 from avalanche.models.utils import avalanche_forward
 from torch import Tensor
@@ -28,15 +29,20 @@ from avalanche_mixplugins.pairing import (
     allowed_pairs,
     draw_partners,
 )
-from avalanche_mixplugins.plugins.base import MixedBatch, MixingPlugin
+from avalanche_mixplugins.plugins.base import MixingPlugin, MixingStepBatch
+from avalanche_mixplugins.validation import check_one_of
 
 if TYPE_CHECKING:
     from avalanche.training.templates import SupervisedTemplate
 
 
 def _all_reduce_sum(*tensors: Tensor) -> None:
-    """Sum tensors in place over all ranks when torch.distributed is running."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    """Sum tensors in place over all ranks when training is distributed.
+
+    The world size comes from Avalanche's ``DistributedHelper``; the sum is
+    ``torch.distributed.all_reduce``, which the helper does not wrap.
+    """
+    if DistributedHelper.world_size > 1:
         for t in tensors:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
 
@@ -168,14 +174,8 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         filter_current: bool | None = None,
         seed: int | None = None,
     ):
-        if grad_space not in GRAD_SPACES:
-            raise ValueError(
-                f"grad_space must be one of {GRAD_SPACES}, got {grad_space!r}"
-            )
-        if no_buffer not in NO_BUFFER_MODES:
-            raise ValueError(
-                f"no_buffer must be one of {NO_BUFFER_MODES}, got {no_buffer!r}"
-            )
+        check_one_of("grad_space", grad_space, GRAD_SPACES)
+        check_one_of("no_buffer", no_buffer, NO_BUFFER_MODES)
         super().__init__(
             policy=GradientPairs(
                 pairing=pairing, momentum=momentum, refresh=refresh, fallback=fallback
@@ -187,10 +187,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
             asymmetric=asymmetric,
             seed=seed,
         )
-        if loss_norm not in LOSS_NORMS:
-            raise ValueError(
-                f"loss_norm must be one of {LOSS_NORMS}, got {loss_norm!r}"
-            )
+        check_one_of("loss_norm", loss_norm, LOSS_NORMS)
         if filter_current not in (None, True, False):
             raise ValueError(
                 f"filter_current must be None, True or False, got {filter_current!r}"
@@ -323,7 +320,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         return exempt
 
     def _pool_features(
-        self, strategy: SupervisedTemplate, batch: MixedBatch
+        self, strategy: SupervisedTemplate, batch: MixingStepBatch
     ) -> tuple[Tensor, Tensor]:
         """Head inputs and logits of the pool's samples, from the strategy's forward."""
         parts = [strategy.mb_x]
@@ -348,7 +345,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         return h, z
 
     def pair_inner_products(
-        self, strategy: SupervisedTemplate, batch: MixedBatch
+        self, strategy: SupervisedTemplate, batch: MixingStepBatch
     ) -> Tensor:
         """Inner product of each mixed sample's gradient with the buffer's mean gradient.
 
@@ -406,7 +403,9 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
             total, count, own_a, own_b, batch.is_buffer, batch.partner
         )
 
-    def sample_weights(self, strategy: SupervisedTemplate, batch: MixedBatch) -> Tensor:
+    def sample_weights(
+        self, strategy: SupervisedTemplate, batch: MixingStepBatch
+    ) -> Tensor:
         if not self._has_previous:
             return batch.active.float()
         self.policy.grow(batch.logits.shape[1], device=batch.y.device)
@@ -420,7 +419,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         self.last_inner = inner.detach()
         return (batch.active & self.policy.helpful(batch.y, batch.partner)).float()
 
-    def loss_denominator(self, batch: MixedBatch, weights: Tensor) -> Tensor:
+    def loss_denominator(self, batch: MixingStepBatch, weights: Tensor) -> Tensor:
         if self.loss_norm == "survivors":
             return weights.sum().clamp_min(1.0)
         if self.loss_norm == "active":

@@ -1,0 +1,247 @@
+"""What every example and benchmark script repeats around a run.
+
+Command-line options with one spelling and one help text (device, threads,
+seeds, logs), the torch thread count set for a run and restored after it,
+third-party warnings known to be harmless silenced inside a run only, the
+Avalanche loggers a run writes, and the software versions and calibration
+numbers a result file records.
+
+This module imports no Avalanche at import time, so a script can silence
+Avalanche's import warnings with :func:`known_warnings_silenced` before
+importing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import torch
+
+THIRD_PARTY = (
+    r"(avalanche|torch|torchvision|timm|torchmetrics|tensorboard|google|wandb)(\.|$)"
+)
+"""Modules whose deprecation warnings a run does not show."""
+
+KNOWN_HARMLESS_WARNINGS = (
+    # qpsolvers finds no QP solver when Avalanche imports it (only GEM-style
+    # strategies need one)
+    {"message": "no QP solver found", "category": UserWarning},
+    # Avalanche 0.6 calls its own deprecated storage-policy API, and
+    # torch/timm deprecations
+    {"category": DeprecationWarning, "module": THIRD_PARTY},
+    {"category": FutureWarning, "module": THIRD_PARTY},
+    {"message": ".*TypedStorage is deprecated", "category": UserWarning},
+    # quiet runs and timing runs have no loggers on purpose
+    {"message": "No loggers specified", "category": UserWarning},
+)
+"""``warnings.filterwarnings`` arguments of the warnings a run hides."""
+
+KNOWN_HARMLESS_MESSAGES = (
+    "Call to deprecated function update (removal in version 0.7: switch to "
+    "pre_adapt and post_adapt)",
+)
+"""Avalanche's ``@deprecated`` wrapper calls ``warnings.simplefilter("once")``
+on every call, which outranks any filter: these messages are dropped when
+shown instead."""
+
+
+@contextlib.contextmanager
+def known_warnings_silenced() -> Iterator[None]:
+    """Hide :data:`KNOWN_HARMLESS_WARNINGS` inside the ``with`` block only.
+
+    Filters and ``warnings.showwarning`` are restored on exit, so importing
+    or calling a script from other code changes nothing outside it.
+    """
+    with warnings.catch_warnings():
+        for spec in KNOWN_HARMLESS_WARNINGS:
+            warnings.filterwarnings("ignore", **spec)
+        show = warnings.showwarning
+
+        def showwarning(message, category, filename, lineno, file=None, line=None):
+            if str(message) in KNOWN_HARMLESS_MESSAGES:
+                return
+            show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = showwarning
+        yield
+
+
+def default_threads() -> int:
+    """min(4, CPUs): small models gain little from more threads on a shared machine."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` torch intra-op threads (``None``: unchanged), then restore."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def script_parser(doc: str | None) -> argparse.ArgumentParser:
+    """An argument parser whose ``--help`` shows the script's docstring as written."""
+    return argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def add_device_option(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--device`` (default: CUDA when torch sees one, else the CPU)."""
+    if default is None:
+        default = "cuda" if torch.cuda.is_available() else "cpu"
+    p.add_argument(
+        "--device", default=default, help="torch device (default: %(default)s)"
+    )
+
+
+def add_threads_option(
+    p: argparse.ArgumentParser, default: int | None, shown: str = "%(default)s"
+) -> None:
+    """``--threads``: torch intra-op CPU threads (``shown``: how help names the default)."""
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=default,
+        help=f"torch intra-op CPU threads (default: {shown}); use 1 when several "
+        "runs share the cores. Run time depends strongly on it",
+    )
+
+
+def add_seeds_option(p: argparse.ArgumentParser, help: str) -> None:
+    """``--seeds``: one run per seed (default: seed 0)."""
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help=f"{help} (default: %(default)s)",
+    )
+
+
+def add_batch_size_option(p: argparse.ArgumentParser, default: int, what: str) -> None:
+    """``--batch-size``; ``what`` says which batch it is."""
+    p.add_argument(
+        "--batch-size", type=int, default=default, help=f"{what} (default: %(default)s)"
+    )
+
+
+def add_output_option(p: argparse.ArgumentParser) -> None:
+    """``--output-dir``: where a run writes its JSON result files."""
+    p.add_argument(
+        "--output-dir",
+        default="results",
+        help="where the JSON result files go (default: %(default)s)",
+    )
+
+
+def add_log_options(p: argparse.ArgumentParser) -> None:
+    """``--csv`` and ``--tensorboard``: Avalanche's own logs beside the result files."""
+    p.add_argument("--csv", action="store_true", help="also write Avalanche CSV logs")
+    p.add_argument(
+        "--tensorboard", action="store_true", help="also write TensorBoard logs"
+    )
+
+
+def make_loggers(args: argparse.Namespace, out: Path, tag: str) -> list:
+    """The loggers of a run: interactive unless ``--quiet``, plus CSV/TensorBoard.
+
+    CSV logs go to ``out/csv/tag``, TensorBoard logs to ``out/tb/tag``.
+    """
+    from avalanche.logging import CSVLogger, InteractiveLogger, TensorboardLogger
+
+    loggers = [] if args.quiet else [InteractiveLogger()]
+    if args.csv:
+        loggers.append(CSVLogger(log_folder=str(out / "csv" / tag)))
+    if args.tensorboard:
+        loggers.append(TensorboardLogger(tb_log_dir=str(out / "tb" / tag)))
+    return loggers
+
+
+def close_loggers(loggers: list) -> None:
+    """Flush and close the loggers that write files."""
+    for logger in loggers:
+        if hasattr(logger, "close"):
+            logger.close()
+
+
+def software_versions() -> dict[str, str]:
+    """Python, torch, Avalanche and timm versions, for a result file."""
+    import avalanche
+    import timm
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "avalanche": getattr(avalanche, "__version__", "unknown"),
+        "timm": timm.__version__,
+    }
+
+
+@torch.no_grad()
+def top_label_predictions(
+    model: torch.nn.Module, stream, device, *, batch_size: int = 512
+) -> tuple[list[float], list[int]]:
+    """Top-label confidence and correctness of ``model`` on a stream's test data.
+
+    Each experience's dataset is read in its ``"eval"`` transform group. The
+    confidences are rounded to 5 digits (they go into result files).
+
+    :return: ``(confidence, correct)``, one entry per sample.
+    """
+    model = model.eval()
+    conf, correct = [], []
+    for exp in stream:
+        loader = torch.utils.data.DataLoader(exp.dataset.eval(), batch_size=batch_size)
+        for x, y, *_ in loader:
+            p = torch.softmax(model(x.to(device)).float(), dim=1).cpu()
+            c, pred = p.max(dim=1)
+            conf += [round(float(v), 5) for v in c]
+            correct += (pred == y).int().tolist()
+    return conf, correct
+
+
+CALIBRATION_PREFIXES = ("ECE", "MCE", "NLL", "Brier")
+
+
+def calibration_results(results: Mapping[str, float]) -> dict[str, float]:
+    """The calibration metrics of an Avalanche eval result, by short name.
+
+    ``"ECE_Stream/eval_phase/test_stream/Task000"`` becomes ``"ECE_Stream"``.
+    """
+    return {
+        key.split("/")[0]: float(value)
+        for key, value in results.items()
+        if key.split("_")[0] in CALIBRATION_PREFIXES
+    }
+
+
+__all__ = [
+    "KNOWN_HARMLESS_MESSAGES",
+    "KNOWN_HARMLESS_WARNINGS",
+    "add_batch_size_option",
+    "add_device_option",
+    "add_log_options",
+    "add_output_option",
+    "add_seeds_option",
+    "add_threads_option",
+    "calibration_results",
+    "close_loggers",
+    "default_threads",
+    "known_warnings_silenced",
+    "make_loggers",
+    "script_parser",
+    "software_versions",
+    "top_label_predictions",
+    "torch_threads",
+]
