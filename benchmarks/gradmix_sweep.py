@@ -143,6 +143,106 @@ def verdict(methods: dict) -> str:
     )
 
 
+BASELINES = ("none", "mixup", "cutmix")
+COLUMNS = ("none", "mixup", "cutmix", "gradmix", "gradmix_cutmix")
+
+
+def _settings(path: str) -> dict:
+    """``{setting key: {method label: [runs]}}``, settings in a stable order."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+    groups: dict = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        c = r["config"]
+        key = (c["dataset"], c["strategy"], c["mem_size"], c["epochs"], c["lr"])
+        groups[key][label(r)].append(r)
+    return dict(sorted(groups.items()))
+
+
+def paired_margin(methods: dict) -> tuple[str, list[float], bool] | None:
+    """Best baseline, GradMix - best baseline per shared seed, and the verdict."""
+    base = {k: v for k, v in methods.items() if k in BASELINES}
+    if "gradmix" not in methods or not base:
+        return None
+    mean = {k: np.mean([r["final_accuracy"] for r in v]) * 100 for k, v in base.items()}
+    best = max(mean, key=mean.get)
+    g = {r["config"]["seed"]: r for r in methods["gradmix"]}
+    b = {r["config"]["seed"]: r for r in base[best]}
+    seeds = sorted(set(g) & set(b))
+    diff = [100 * (g[s]["final_accuracy"] - b[s]["final_accuracy"]) for s in seeds]
+    fg = np.mean([r["forgetting"] for r in methods["gradmix"]]) * 100
+    fn = np.mean([r["forgetting"] for r in base.get("none", [])] or [np.nan]) * 100
+    return best, diff, bool(np.mean(diff) >= 1.0 and fg <= fn)
+
+
+def summary(path: str) -> str:
+    """One row per setting: every method's final accuracy, the margin and the verdict."""
+    lines = [
+        "| stream | strategy | buffer | epochs | seeds | "
+        + " | ".join(COLUMNS)
+        + " | GradMix - best | forgetting GradMix / none | target |",
+        "| --- | --- | ---: | ---: | ---: | "
+        + " | ".join("---:" for _ in COLUMNS)
+        + " | ---: | ---: | --- |",
+    ]
+    met = total = 0
+    for (ds, strat, mem, ep, _lr), methods in _settings(path).items():
+        cells = []
+        for name in COLUMNS:
+            acc = np.array([r["final_accuracy"] for r in methods.get(name, [])]) * 100
+            cells.append(f"{acc.mean():.1f} ± {acc.std():.1f}" if acc.size else "-")
+        verdict_ = paired_margin(methods)
+        if verdict_ is None:
+            continue
+        best, diff, ok = verdict_
+        total += 1
+        met += ok
+        fg = np.mean([r["forgetting"] for r in methods["gradmix"]]) * 100
+        fn = np.mean([r["forgetting"] for r in methods.get("none", [])] or [np.nan])
+        seeds = len(methods["gradmix"])
+        lines.append(
+            f"| {ds} | {strat} | {mem} | {ep} | {seeds} | "
+            + " | ".join(cells)
+            + f" | {np.mean(diff):+.1f} ± {np.std(diff):.1f} ({best}) "
+            f"| {fg:.1f} / {100 * fn:.1f} | {'met' if ok else 'missed'} |"
+        )
+    lines.append("")
+    lines.append(f"Target met in {met} of {total} settings.")
+    return "\n".join(lines)
+
+
+def summary_plot(path: str, out_png: str) -> Path:
+    """GradMix - best baseline per setting (paired seeds), one bar per setting."""
+    from matplotlib.figure import Figure
+
+    settings = [(k, paired_margin(m)) for k, m in _settings(path).items()]
+    settings = [(k, v) for k, v in settings if v is not None]
+    fig = Figure(figsize=(max(6, 0.45 * len(settings) + 2), 3.8))
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (_key, (_best, diff, ok)) in enumerate(settings):
+        ax.bar(i, np.mean(diff), color="tab:green" if ok else "tab:red", alpha=0.7)
+        ax.plot([i] * len(diff), diff, "k.", ms=3)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.axhline(1, color="gray", lw=0.8, ls="--")
+    ax.set_xticks(range(len(settings)))
+    ax.set_xticklabels(
+        [f"{d[:7]} {s} m{m} e{e}" for (d, s, m, e, _lr), _ in settings],
+        rotation=60,
+        ha="right",
+        fontsize=7,
+    )
+    ax.set_ylabel("GradMix - best baseline (points)")
+    ax.set_title(
+        "final accuracy, paired by seed (dots); green: target met "
+        "(>= +1 point, forgetting <= none's)",
+        fontsize=8,
+    )
+    fig.tight_layout()
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    return out
+
+
 def plot(path: str, out_dir: str) -> list[Path]:
     """One figure per setting: accuracy and forgetting per method, with seeds."""
     from matplotlib.figure import Figure
@@ -217,7 +317,18 @@ def main(argv=None):
     p.add_argument(
         "--plot", default=None, help="with --table: write one PNG per setting here"
     )
+    p.add_argument(
+        "--summary", default=None, help="print one row per setting of a JSONL file"
+    )
+    p.add_argument(
+        "--summary-plot", default=None, help="with --summary: the margin figure (PNG)"
+    )
     args = p.parse_args(argv)
+    if args.summary:
+        print(summary(args.summary))
+        if args.summary_plot:
+            print(f"wrote {summary_plot(args.summary, args.summary_plot)}")
+        return
     if args.table:
         print(table(args.table))
         if args.plot:
