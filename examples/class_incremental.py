@@ -36,6 +36,7 @@ from avalanche_mixplugins.experiments.runs import (
     add_device_option,
     add_log_options,
     add_output_option,
+    add_quiet_option,
     add_seeds_option,
     add_threads_option,
     calibration_results,
@@ -392,7 +393,7 @@ def parser():
     )
     add_threads_option(p, default_threads(), shown="min(4, CPUs) = %(default)s")
     add_log_options(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_option(p)
     return p
 
 

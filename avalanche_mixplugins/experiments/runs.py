@@ -153,6 +153,13 @@ def add_log_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_quiet_option(p: argparse.ArgumentParser) -> None:
+    """``--quiet``: no interactive logger (see :func:`make_loggers`)."""
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bars or metric logs"
+    )
+
+
 def make_loggers(args: argparse.Namespace, out: Path, tag: str) -> list:
     """The loggers of a run: interactive unless ``--quiet``, plus CSV/TensorBoard.
 
@@ -233,6 +240,7 @@ __all__ = [
     "add_device_option",
     "add_log_options",
     "add_output_option",
+    "add_quiet_option",
     "add_seeds_option",
     "add_threads_option",
     "calibration_results",
