@@ -39,13 +39,7 @@ import warnings
 from pathlib import Path
 
 from avalanche_mixplugins.experiments.runs import (
-    add_batch_size_option,
-    add_device_option,
-    add_log_options,
-    add_output_option,
-    add_quiet_option,
-    add_seeds_option,
-    add_threads_option,
+    add_run_options,
     calibration_results,
     close_loggers,
     known_warnings_silenced,
@@ -74,8 +68,10 @@ with known_warnings_silenced():
     from ssl_ext.experiments import (
         SSL_DATASETS,
         PseudoLabelMonitor,
+        add_algorithm_option,
         add_calibratemix_options,
         add_split_options,
+        add_ssl_batch_options,
         calibratemix_from_args,
         calibratemix_summary,
         cosine_schedule,
@@ -250,14 +246,7 @@ def parser():
         "cifar100, svhn; optional for fashion_mnist)",
     )
     add_split_options(p)
-    p.add_argument(
-        "--algorithm",
-        default="softmatch",
-        choices=ssl_ext.ALGORITHMS,
-        help="base SSL algorithm: FixMatch (threshold 0.95), SoftMatch (truncated "
-        "Gaussian weights, uniform alignment) or FlexMatch (curriculum "
-        "thresholds) (default: %(default)s)",
-    )
+    add_algorithm_option(p)
     add_calibratemix_options(p)
     p.add_argument(
         "--backbone",
@@ -272,13 +261,7 @@ def parser():
         default=1000,
         help="training iterations (the paper: 2^20) (default: %(default)s)",
     )
-    add_batch_size_option(p, 16, "labeled batch size B")
-    p.add_argument(
-        "--mu",
-        type=int,
-        default=7,
-        help="unlabeled batch size as a multiple of B (default: %(default)s)",
-    )
+    add_ssl_batch_options(p)
     p.add_argument(
         "--lr",
         type=float,
@@ -338,12 +321,12 @@ def parser():
         default=1000,
         help="evaluation batch size (default: %(default)s)",
     )
-    add_device_option(p)
-    add_seeds_option(p, "seeds to run; each picks its own labeled subset")
-    add_threads_option(p, None, shown="torch's choice")
-    add_output_option(p)
-    add_quiet_option(p)
-    add_log_options(p)
+    add_run_options(
+        p,
+        seeds_help="seeds to run; each picks its own labeled subset",
+        threads=None,
+        threads_shown="torch's choice",
+    )
     return p
 
 

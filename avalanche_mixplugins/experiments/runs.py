@@ -160,6 +160,29 @@ def add_quiet_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_run_options(
+    p: argparse.ArgumentParser,
+    *,
+    seeds_help: str,
+    threads: int | None,
+    threads_shown: str = "%(default)s",
+) -> None:
+    """The options every run script has, in this order: ``--device``,
+    ``--seeds``, ``--threads``, ``--output-dir``, ``--quiet``, ``--csv`` and
+    ``--tensorboard``.
+
+    :param seeds_help: what ``--seeds`` does in this script.
+    :param threads: default of ``--threads`` (``None``: torch's choice).
+    :param threads_shown: how ``--help`` names that default.
+    """
+    add_device_option(p)
+    add_seeds_option(p, seeds_help)
+    add_threads_option(p, threads, shown=threads_shown)
+    add_output_option(p)
+    add_quiet_option(p)
+    add_log_options(p)
+
+
 def make_loggers(args: argparse.Namespace, out: Path, tag: str) -> list:
     """The loggers of a run: interactive unless ``--quiet``, plus CSV/TensorBoard.
 
@@ -241,6 +264,7 @@ __all__ = [
     "add_log_options",
     "add_output_option",
     "add_quiet_option",
+    "add_run_options",
     "add_seeds_option",
     "add_threads_option",
     "calibration_results",

@@ -5,9 +5,9 @@ that runs :class:`~ssl_ext.strategy.SemiSupervisedStrategy` the same way:
 
 * :mod:`.data`: the datasets by name and their views, the labeled /
   unlabeled / validation split of a training set;
-* :mod:`.runs`: the USB recipe's learning-rate decay, CalibrateMix from the
-  command line and its summary for a result file, the pseudo-label
-  diagnostics of a run.
+* :mod:`.runs`: the algorithm and batch options, the USB recipe's
+  learning-rate decay, CalibrateMix from the command line and its summary
+  for a result file, the pseudo-label diagnostics of a run.
 
 The datasets themselves, the streams, timing and the options every script
 shares come from :mod:`avalanche_mixplugins.experiments`.
@@ -28,7 +28,9 @@ from ssl_ext.experiments.data import (
 )
 from ssl_ext.experiments.runs import (
     PseudoLabelMonitor,
+    add_algorithm_option,
     add_calibratemix_options,
+    add_ssl_batch_options,
     calibratemix_from_args,
     calibratemix_summary,
     cosine_schedule,
@@ -41,8 +43,10 @@ __all__ = [
     "VALIDATION_SEED",
     "PseudoLabelMonitor",
     "TrainingSplit",
+    "add_algorithm_option",
     "add_calibratemix_options",
     "add_split_options",
+    "add_ssl_batch_options",
     "balanced_labels",
     "calibratemix_from_args",
     "calibratemix_summary",

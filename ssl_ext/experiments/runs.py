@@ -1,6 +1,8 @@
 """What a semi-supervised run adds around the strategy: schedule, CalibrateMix
 from the command line, result summaries and diagnostics.
 
+* :func:`add_algorithm_option`, :func:`add_ssl_batch_options`: the base
+  algorithm and the two batch sizes from the command line;
 * :func:`cosine_schedule`: the USB recipe's learning-rate decay;
 * :func:`add_calibratemix_options` and :func:`calibratemix_from_args`:
   :class:`~ssl_ext.calibratemix_plugin.CalibrateMixPlugin` from a command
@@ -20,6 +22,8 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import Tensor
 
+from avalanche_mixplugins.experiments.runs import add_batch_size_option
+from ssl_ext.algorithms import ALGORITHMS
 from ssl_ext.calibratemix_plugin import RELEASE_WARMUP_FRACTION, CalibrateMixPlugin
 
 
@@ -29,6 +33,31 @@ def cosine_schedule(
     """USB's cosine decay: ``lr * cos(7 pi k / (16 K))``, stepped per iteration."""
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda k: math.cos(7 * math.pi * k / (16 * max(1, iterations)))
+    )
+
+
+# ------------------------------------------------------------ options
+def add_algorithm_option(p: argparse.ArgumentParser) -> None:
+    """``--algorithm``: the base SSL algorithm (the strategy's ``algorithm=``)."""
+    p.add_argument(
+        "--algorithm",
+        default="softmatch",
+        choices=ALGORITHMS,
+        help="base SSL algorithm: FixMatch (threshold 0.95), SoftMatch (truncated "
+        "Gaussian weights, uniform alignment) or FlexMatch (curriculum "
+        "thresholds) (default: %(default)s)",
+    )
+
+
+def add_ssl_batch_options(p: argparse.ArgumentParser) -> None:
+    """``--batch-size`` (the labeled batch ``B``) and ``--mu`` (the unlabeled
+    batch is ``mu * B``): the strategy's ``train_mb_size=`` and ``mu=``."""
+    add_batch_size_option(p, 16, "labeled batch size B")
+    p.add_argument(
+        "--mu",
+        type=int,
+        default=7,
+        help="unlabeled batch size as a multiple of B (default: %(default)s)",
     )
 
 
@@ -192,7 +221,9 @@ class PseudoLabelMonitor(SupervisedPlugin):
 
 __all__ = [
     "PseudoLabelMonitor",
+    "add_algorithm_option",
     "add_calibratemix_options",
+    "add_ssl_batch_options",
     "calibratemix_from_args",
     "calibratemix_summary",
     "cosine_schedule",
