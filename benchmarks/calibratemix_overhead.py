@@ -29,11 +29,7 @@ from torch.utils.data import TensorDataset
 
 import ssl_ext
 from avalanche_mixplugins.experiments.datasets import load_fashion_mnist_tensors
-from avalanche_mixplugins.experiments.runs import (
-    add_batch_size_option,
-    add_threads_option,
-    script_parser,
-)
+from avalanche_mixplugins.experiments.runs import add_threads_option, script_parser
 from avalanche_mixplugins.experiments.streams import class_incremental_from_tensors
 from avalanche_mixplugins.experiments.timing import (
     IterationTimer,
@@ -42,6 +38,7 @@ from avalanche_mixplugins.experiments.timing import (
 )
 from avalanche_mixplugins.models import make_model
 from ssl_ext.calibratemix_plugin import CalibrateMixPlugin
+from ssl_ext.experiments import add_algorithm_option, add_ssl_batch_options
 
 
 def build(variant, args, bench, unlabeled):
@@ -69,19 +66,8 @@ def build(variant, args, bench, unlabeled):
 def main(argv=None):
     p = script_parser(__doc__)
     add_round_options(p)
-    add_batch_size_option(p, 16, "labeled batch B")
-    p.add_argument(
-        "--mu",
-        type=int,
-        default=7,
-        help="unlabeled batch = mu * B (default: %(default)s)",
-    )
-    p.add_argument(
-        "--algorithm",
-        default="softmatch",
-        choices=ssl_ext.ALGORITHMS,
-        help="base algorithm (default: %(default)s)",
-    )
+    add_ssl_batch_options(p)
+    add_algorithm_option(p)
     p.add_argument(
         "--backbone",
         default="small_cnn",

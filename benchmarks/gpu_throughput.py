@@ -80,7 +80,11 @@ DOCUMENTED_SYNCS = {
     "gradients, one per step (docs/bad_input.md)",
     "ssl_ext/calibratemix_plugin.py": "CalibrateMix: easy/hard split "
     "(docs/calibratemix.md, host synchronisation)",
-    "ssl_ext/calibratemix.py": "CalibrateMix: easy/hard split "
+    "ssl_ext/calibratemix/split.py": "CalibrateMix: easy/hard split "
+    "(docs/calibratemix.md, host synchronisation)",
+    "ssl_ext/calibratemix/pairing.py": "CalibrateMix: easy/hard split "
+    "(docs/calibratemix.md, host synchronisation)",
+    "ssl_ext/calibratemix/mixed_batch.py": "CalibrateMix: easy/hard split "
     "(docs/calibratemix.md, host synchronisation)",
     "ssl_ext/dynamics.py": "CalibrateMix trackers (docs/calibratemix.md)",
     "torch/amp/grad_scaler.py": "GradScaler: inf/NaN check before the "

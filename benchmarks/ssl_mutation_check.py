@@ -22,37 +22,37 @@ SRC = pathlib.Path(__file__).resolve().parents[1]
 MUT = [
     (
         "random split (ignores AUM/APM)",
-        "ssl_ext/calibratemix.py",
+        "ssl_ext/calibratemix/mixed_batch.py",
         "    lab_easy, lab_hard = median_split(labeled_scores)\n",
         "    labeled_scores = torch.rand_like(labeled_scores)\n    unlabeled_scores = torch.rand_like(unlabeled_scores)\n    lab_easy, lab_hard = median_split(labeled_scores)\n",
     ),
     (
         "labeled easy/hard inverted",
-        "ssl_ext/calibratemix.py",
+        "ssl_ext/calibratemix/mixed_batch.py",
         "    lab_easy, lab_hard = median_split(labeled_scores)\n",
         "    lab_hard, lab_easy = median_split(labeled_scores)\n",
     ),
     (
         "unlabeled easy/hard inverted",
-        "ssl_ext/calibratemix.py",
+        "ssl_ext/calibratemix/mixed_batch.py",
         "    ulb_easy, ulb_hard = median_split_masks(",
         "    ulb_hard, ulb_easy = median_split_masks(",
     ),
     (
         "pairing picks the most similar",
-        "ssl_ext/calibratemix.py",
+        "ssl_ext/calibratemix/pairing.py",
         "masked = torch.where(allowed, similarity, torch.inf)",
         "masked = torch.where(allowed, -similarity, torch.inf)",
     ),
     (
         "FlexMatch thresholds updated before the mask",
-        "ssl_ext/algorithms.py",
+        "ssl_ext/algorithms/flexmatch.py",
         "            self.classwise_acc = torch.where(refresh, acc, self.classwise_acc)\n        return mask",
         "            self.classwise_acc = torch.where(refresh, acc, self.classwise_acc)\n        mask = (max_probs >= self.class_thresholds()[targets]).float()\n        return mask",
     ),
     (
         "SoftMatch pseudo-label = aligned arg-max",
-        "ssl_ext/algorithms.py",
+        "ssl_ext/algorithms/base.py",
         "        targets = logits.argmax(dim=-1)\n",
         "        targets = probs.argmax(dim=-1)\n",
     ),
@@ -64,7 +64,7 @@ MUT = [
     ),
     (
         "undecided samples enter the split",
-        "ssl_ext/calibratemix.py",
+        "ssl_ext/calibratemix/mixed_batch.py",
         "        None if unlabeled_decided is None else unlabeled_decided.to(device),\n",
         "        None,\n",
     ),

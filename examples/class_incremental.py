@@ -33,11 +33,7 @@ from pathlib import Path
 
 from avalanche_mixplugins.experiments.runs import (
     add_batch_size_option,
-    add_device_option,
-    add_log_options,
-    add_output_option,
-    add_seeds_option,
-    add_threads_option,
+    add_run_options,
     calibration_results,
     close_loggers,
     default_threads,
@@ -380,9 +376,6 @@ def parser():
         default="small_cnn",
         help="small_cnn (28x28) or any timm model name, e.g. resnet18 (default: %(default)s)",
     )
-    add_seeds_option(p, "seeds to run")
-    add_device_option(p)
-    add_output_option(p)
     p.add_argument(
         "--pairing",
         default="all",
@@ -390,9 +383,12 @@ def parser():
         help="which samples the mixing plugin may pair: any two, a buffer sample with a "
         "current one, or current samples only (default: %(default)s)",
     )
-    add_threads_option(p, default_threads(), shown="min(4, CPUs) = %(default)s")
-    add_log_options(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_run_options(
+        p,
+        seeds_help="seeds to run",
+        threads=default_threads(),
+        threads_shown="min(4, CPUs) = %(default)s",
+    )
     return p
 
 

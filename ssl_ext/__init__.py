@@ -25,7 +25,8 @@ Modules:
   (resumable loaders).
 * :mod:`ssl_ext.algorithms`: the pseudo-labelling rules of FixMatch (Sohn et
   al., NeurIPS 2020), FlexMatch (Zhang et al., NeurIPS 2021) and SoftMatch
-  (Chen et al., ICLR 2023), pure tensor code.
+  (Chen et al., ICLR 2023), one module each, with a registry by name; pure
+  tensor code.
 * :mod:`ssl_ext.views`: weak and strong augmentation of batches on the
   training device (torchvision ``transforms.v2``).
 * :mod:`ssl_ext.backbones`: WideResNet-28-2 / 28-8 (Zagoruyko & Komodakis,
@@ -36,8 +37,12 @@ Modules:
 * :mod:`ssl_ext.calibratemix`: easy/hard split, dissimilar pairing and the
   mixed loss (pure); :mod:`ssl_ext.calibratemix_plugin`:
   :class:`CalibrateMixPlugin`, the one-argument switch
-  (``plugins=[CalibrateMixPlugin(mode="fast")]``), with its split
+  (``plugins=[CalibrateMixPlugin(mode="fast")]``), with its tables and
+  checkpoint state in :mod:`ssl_ext.calibratemix_state` and its split
   diagnostics in :mod:`ssl_ext.calibratemix_diagnostics`.
+* :mod:`ssl_ext.experiments`: experiment support for scripts (datasets by
+  name, the labeled split, CalibrateMix options, diagnostics), not needed
+  to train.
 
 Calibration metrics (ECE, MCE, NLL, Brier) for the evaluation live in
 :mod:`avalanche_mixplugins.metrics`; argument validators shared with it in

@@ -13,6 +13,8 @@ It works with every base algorithm of the strategy (FixMatch, SoftMatch,
 FlexMatch; the authors released SoftMatch only). The maths lives in
 :mod:`ssl_ext.dynamics` (AUM, APM) and :mod:`ssl_ext.calibratemix` (split,
 pairing, mixed loss); this module only wires it to the strategy's callbacks.
+What outlives an iteration (the AUM / APM tables per experience, the
+checkpoint state) is :class:`~ssl_ext.calibratemix_state.CalibrateMixState`.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from ssl_ext.calibratemix import (
     make_mixed_batch,
 )
 from ssl_ext.calibratemix_diagnostics import DIAGNOSTICS, SplitDiagnostics, publish
+from ssl_ext.calibratemix_state import CalibrateMixState
 from ssl_ext.dynamics import DEFAULT_APM_DELTA, APMTracker, AUMTracker
-from ssl_ext.sample_ids import SAMPLE_ID
 from ssl_ext.strategy import SemiSupervisedStrategy
 
 if TYPE_CHECKING:
@@ -50,7 +52,7 @@ RELEASE_WARMUP_FRACTION = 150_000 / 2**20
 """Warm-up of the release: 150,000 of 2^20 iterations (about 14.3%)."""
 
 
-class CalibrateMixPlugin(SupervisedPlugin):
+class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
     """Training-dynamics-guided mixup for calibration of semi-supervised models.
 
     Rahman, Mohan, Sosea, Caragea, arXiv:2511.12964 (AAAI 2026). Labeled
@@ -199,40 +201,14 @@ class CalibrateMixPlugin(SupervisedPlugin):
                 "CalibrateMixPlugin needs a SemiSupervisedStrategy, got "
                 f"{type(strategy).__name__}"
             )
-        device = strategy.device
-        ids = getattr(strategy.adapted_dataset, SAMPLE_ID, None)
-        num_labeled = (
-            1 + max((int(i) for i in ids), default=0) if ids is not None else 1
-        )
-        if self.aum is None:
-            self.aum = AUMTracker(num_samples=num_labeled, device=device)
-        else:
-            self.aum.to(device).grow(num_labeled)
-        unlabeled = strategy.unlabeled_dataset
-        if unlabeled is not self._unlabeled:
-            # a table restored by load_state_dict is kept for a dataset of its size
-            restored = (
-                self.apm is not None
-                and self._unlabeled is None
-                and self.apm.num_samples == len(unlabeled)
-            )
-            if not restored:
-                self.apm = APMTracker(
-                    num_samples=len(unlabeled),
-                    delta=self.apm_delta,
-                    dtype=self.apm_dtype,
-                    device=device,
-                )
-                self.iteration = 0
-            self._unlabeled = unlabeled
-        self.apm.to(device)
+        self._prepare_tables(strategy)
         if isinstance(self.warmup, int):
             self.warmup_iterations = self.warmup
         else:
             total = strategy.experience_iterations
             self.warmup_iterations = int(round(self.warmup * total))
         if not self._resumed:  # a fresh experience, not a resume
-            self._split_sums.reset(device)
+            self._split_sums.reset(strategy.device)
         self._resumed = False
 
     # ------------------------------------------------------ per iteration
@@ -347,55 +323,6 @@ class CalibrateMixPlugin(SupervisedPlugin):
         # published before the evaluator's own after_training_exp, which hands
         # the values to every logger
         publish(evaluator, self, diag, strategy.clock.train_iterations)
-
-    # ----------------------------------------------------------- state
-    def state_dict(self) -> dict:
-        """Trackers, iteration counter, generator state and the running
-        diagnostics of the current experience."""
-        return {
-            "aum": None if self.aum is None else self.aum.state_dict(),
-            "apm": None if self.apm is None else self.apm.state_dict(),
-            "iteration": self.iteration,
-            "warmup_iterations": self.warmup_iterations,
-            "generator": None if self.generator is None else self.generator.get_state(),
-            "diagnostics": None
-            if self._split_sums.sums is None
-            else self._split_sums.sums.cpu().clone(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict` (the unlabeled dataset must be the same:
-        it is matched by size at the next experience)."""
-        unknown = set(state) - {
-            "aum",
-            "apm",
-            "iteration",
-            "warmup_iterations",
-            "generator",
-            "diagnostics",
-        }
-        if unknown:
-            raise ValueError(f"unexpected keys in state dict: {sorted(unknown)}")
-        if state.get("aum") is not None:
-            n = state["aum"]["count"].shape[0]
-            self.aum = AUMTracker(num_samples=n)
-            self.aum.load_state_dict(state["aum"])
-        if state.get("apm") is not None:
-            n = state["apm"]["count"].shape[0]
-            self.apm = APMTracker(
-                num_samples=n, delta=self.apm_delta, dtype=self.apm_dtype
-            )
-            self.apm.load_state_dict(state["apm"])
-        self.iteration = int(state.get("iteration", 0))
-        self.warmup_iterations = int(state.get("warmup_iterations", 0))
-        if state.get("generator") is not None:
-            if self.generator is None:
-                self.generator = torch.Generator()
-            self.generator.set_state(state["generator"])
-        sums = state.get("diagnostics")
-        self._split_sums = SplitDiagnostics()
-        self._split_sums.sums = None if sums is None else sums.clone()
-        self._resumed = sums is not None
 
 
 __all__ = [

@@ -2,8 +2,10 @@
 
 Nothing here is needed to train with the plugins: the offline datasets and
 where their files are (:mod:`.datasets`, :mod:`.data_dirs`, :mod:`.idx`),
+torchvision's CIFAR and SVHN files as tensors (:mod:`.torchvision_data`),
 class-incremental streams built with Avalanche's generators
-(:mod:`.streams`), timing (:mod:`.timing`), accelerator pieces
+(:mod:`.streams`), timing (:mod:`.timing`), the evaluated model's
+predictions (:mod:`.predictions`), accelerator pieces
 (:mod:`.gpu`), figures (:mod:`.plots`) and the pieces the scripts share
 (:mod:`.runs`).
 
@@ -36,6 +38,12 @@ _HOMES = {
         "split_mnist5k",
     ),
     "timing": ("IterationTimer", "Throughput", "interleaved"),
+    "torchvision_data": (
+        "CHANNEL_STATS",
+        "TORCHVISION_DATASETS",
+        "load_torchvision_tensors",
+    ),
+    "predictions": ("TopLabelPredictions",),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 

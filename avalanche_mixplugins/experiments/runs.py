@@ -153,6 +153,36 @@ def add_log_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_quiet_option(p: argparse.ArgumentParser) -> None:
+    """``--quiet``: no interactive logger (see :func:`make_loggers`)."""
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bars or metric logs"
+    )
+
+
+def add_run_options(
+    p: argparse.ArgumentParser,
+    *,
+    seeds_help: str,
+    threads: int | None,
+    threads_shown: str = "%(default)s",
+) -> None:
+    """The options every run script has, in this order: ``--device``,
+    ``--seeds``, ``--threads``, ``--output-dir``, ``--quiet``, ``--csv`` and
+    ``--tensorboard``.
+
+    :param seeds_help: what ``--seeds`` does in this script.
+    :param threads: default of ``--threads`` (``None``: torch's choice).
+    :param threads_shown: how ``--help`` names that default.
+    """
+    add_device_option(p)
+    add_seeds_option(p, seeds_help)
+    add_threads_option(p, threads, shown=threads_shown)
+    add_output_option(p)
+    add_quiet_option(p)
+    add_log_options(p)
+
+
 def make_loggers(args: argparse.Namespace, out: Path, tag: str) -> list:
     """The loggers of a run: interactive unless ``--quiet``, plus CSV/TensorBoard.
 
@@ -233,6 +263,8 @@ __all__ = [
     "add_device_option",
     "add_log_options",
     "add_output_option",
+    "add_quiet_option",
+    "add_run_options",
     "add_seeds_option",
     "add_threads_option",
     "calibration_results",
