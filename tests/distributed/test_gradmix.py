@@ -33,7 +33,7 @@ from avalanche_mixplugins import GradMixPlugin
 from avalanche_mixplugins.benchmarks import split_digits
 from avalanche_mixplugins.plugins.base import MixedBatch
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1]  # tests/
 
 
 @pytest.fixture(scope="module")

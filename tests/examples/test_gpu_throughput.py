@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_throughput.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_throughput.py"
 TINY = [
     "--device",
     "cpu",
