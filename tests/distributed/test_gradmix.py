@@ -15,47 +15,26 @@ spaces.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.models.utils import avalanche_forward
-from avalanche.training import Naive
-from avalanche.training.plugins import EvaluationPlugin
-from distributed_gradmix import GRADMIX_KWARGS
-from nets import make_mlp
 
 from avalanche_mixplugins import GradMixPlugin
-from avalanche_mixplugins.benchmarks import split_digits
-from avalanche_mixplugins.plugins.base import MixedBatch
-
-HERE = Path(__file__).resolve().parents[1]  # tests/
+from avalanche_mixplugins.experiments.streams import split_digits
+from avalanche_mixplugins.plugins.base import MixingStepBatch
+from tests.distributed.gradmix_worker import GRADMIX_KWARGS
+from tests.support.cl import cl_strategy
+from tests.support.nets import make_mlp
 
 
 @pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory):
+def two_ranks(tmp_path_factory, torchrun):
     """Run the worker once under torchrun; return its output directory."""
     out = tmp_path_factory.mktemp("ddp")
-    path = os.pathsep.join(
-        [str(HERE.parent), str(HERE), os.environ.get("PYTHONPATH", "")]
-    )
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(HERE / "distributed_gradmix.py"),
-        str(out),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun("gradmix_worker.py", str(out))
     return out
 
 
@@ -74,7 +53,7 @@ class ForcedGradMix(GradMixPlugin):
         assert torch.equal(x, s["x"]) and torch.equal(y, s["y"])
         assert torch.equal(is_buffer, s["is_buffer"])
         logits = avalanche_forward(strategy.model, s["x_mix"], t)
-        return MixedBatch(
+        return MixingStepBatch(
             x=x,
             y=y,
             t=t,
@@ -114,13 +93,12 @@ def single_process_step(space: str, a: dict, b: dict, exp) -> GradMixPlugin:
     model.load_state_dict(a["params"])
     plugin = ForcedGradMix(step, seed=0, grad_space=space, **GRADMIX_KWARGS)
     plugin.load_state_dict(a["plugin"])
-    strategy = Naive(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+    strategy = cl_strategy(
+        "naive",
+        model,
+        [OneBatch([step["x"], step["y"], step["t"]]), plugin],
+        lr=0.0,
         train_mb_size=step["x"].shape[0],
-        device="cpu",
-        plugins=[OneBatch([step["x"], step["y"], step["t"]]), plugin],
-        evaluator=EvaluationPlugin(loggers=[]),
     )
     strategy.train(exp)
     assert strategy.clock.train_exp_iterations == 1

@@ -8,34 +8,15 @@ its own share of the unlabeled data).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parents[1]  # tests/
-
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
+def result(tmp_path_factory, torchrun):
+    """Run the worker once under torchrun; return rank 0's summary."""
     out = tmp_path_factory.mktemp("dist") / "ssl.json"
-    # the packages of this checkout, not an installed copy
-    path = os.pathsep.join([str(HERE), str(HERE.parent)])
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(HERE / "distributed_ssl.py"),
-        str(out),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun("ssl_worker.py", str(out), timeout=300)
     return json.loads(out.read_text())
 
 

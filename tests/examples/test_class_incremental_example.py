@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import sys
 import warnings
-from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_class_incremental_example_and_compare(tmp_path, capsys):
-    ci = _load("class_incremental")
+def test_class_incremental_example_and_compare(script, tmp_path, capsys):
+    ci = script("examples/class_incremental.py")
     out = tmp_path / "runs"
     common = [
         "--benchmark",
@@ -88,7 +77,7 @@ def test_class_incremental_example_and_compare(tmp_path, capsys):
     events.Reload()
     assert "GradMix_HelpfulPairs/train_phase/train_stream" in events.Tags()["scalars"]
 
-    cmp = _load("compare")
+    cmp = script("examples/compare.py")
     md, written = cmp.main([*map(str, files), "--output", str(tmp_path / "cmp")])
     assert "| er+gradmix | 2 |" in md and "| er+none | 1 |" in md and " ± " in md
     # each time column says what it measures
@@ -104,9 +93,9 @@ def test_class_incremental_example_and_compare(tmp_path, capsys):
 
 
 def test_class_incremental_cli_errors_name_the_command_line_fix(
-    tmp_path, monkeypatch, capsys
+    script, tmp_path, monkeypatch, capsys
 ):
-    ci = _load("class_incremental")
+    ci = script("examples/class_incremental.py")
     common = ["--quiet", "--threads", "1", "--output-dir", str(tmp_path)]
     # mlxtend not installed: the exact install command, not a traceback
     monkeypatch.setitem(sys.modules, "mlxtend", None)

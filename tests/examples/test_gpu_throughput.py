@@ -7,14 +7,11 @@ with ``torch.cuda.set_sync_debug_mode`` replaced by a recorder.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_throughput.py"
 TINY = [
     "--device",
     "cpu",
@@ -38,11 +35,8 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("gpu_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(script):
+    return script("benchmarks/gpu_throughput.py")
 
 
 def test_every_workload_reports_iterations_per_second(bench, tmp_path, capsys):
@@ -84,26 +78,3 @@ def test_sync_check_arms_the_debug_mode_for_one_iteration(bench, monkeypatch):
     site = bench._classify("/x/site-packages/ssl_ext/strategy.py", 10)
     assert site["site"] == "ssl_ext/strategy.py:10" and site["why"] != "UNDOCUMENTED"
     assert bench._classify("/x/mine.py", 3)["why"] == "UNDOCUMENTED"
-
-
-def test_iteration_timer_synchronises_cuda_only(monkeypatch):
-    from types import SimpleNamespace
-
-    from avalanche_mixplugins.timing import IterationTimer
-
-    with pytest.raises(ValueError, match="synchronize"):
-        IterationTimer(synchronize="yes")
-    synced = []
-    monkeypatch.setattr(torch.cuda, "synchronize", synced.append)
-    for device, flag, expected in [
-        ("cpu", None, 0),
-        ("cpu", True, 0),
-        ("cuda", None, 2),
-        ("cuda", False, 0),
-    ]:
-        synced.clear()
-        timer = IterationTimer(synchronize=flag)
-        strategy = SimpleNamespace(device=torch.device(device))
-        timer.before_training_iteration(strategy)
-        timer.after_training_iteration(strategy)
-        assert len(synced) == expected and len(timer.times) == 1

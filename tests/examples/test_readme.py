@@ -1,4 +1,5 @@
-"""The README's code runs as written, and its layout table lists every module.
+"""The README's code runs as written, and its layout table lists every module
+(and every folder of the test suite).
 
 Python blocks are executed in order in one namespace (a later block may
 continue an earlier one), in a temporary directory. Shell blocks are
@@ -10,7 +11,6 @@ show commands or signatures.
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import re
 import shlex
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT, load_script
+
 README = ROOT / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -39,13 +40,6 @@ def shell_commands(block: str) -> list[list[str]]:
         if words:
             commands.append(words)
     return commands
-
-
-def _load_script(path: Path):
-    spec = importlib.util.spec_from_file_location(f"_readme_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _extras() -> set[str]:
@@ -75,9 +69,8 @@ def check_command(words: list[str]) -> None:
     assert program == "python", f"unknown command in the docs: {words}"
     if args[:2] == ["-m", "pytest"]:
         return
-    script = ROOT / args[0]
-    assert script.is_file(), f"{args[0]} does not exist"
-    module = _load_script(script)
+    assert (ROOT / args[0]).is_file(), f"{args[0]} does not exist"
+    module = load_script(args[0])
     assert hasattr(module, "parser"), f"{args[0]} has no parser() to check flags"
     module.parser().parse_args(args[1:])  # SystemExit(2) on an unknown flag
 
@@ -118,6 +111,11 @@ def test_readme_layout_lists_every_module():
             names = {".".join(parts), ".".join(parts[-2:])}
             if not any(f"`{name}`" in layout for name in names):
                 missing.append(".".join(parts))
+    # the tests/ row names every folder of the suite
+    (tests_row,) = [row for row in layout.splitlines() if row.startswith("| `tests/`")]
+    for folder in sorted((ROOT / "tests").glob("*/__init__.py")):
+        if f"`{folder.parent.name}/`" not in tests_row:
+            missing.append(f"tests/{folder.parent.name}/")
     assert not missing, f"README layout table misses {missing}"
 
 

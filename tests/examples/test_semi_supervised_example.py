@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-import torch
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-def test_presets_and_defaults():
-    ssl = _load("semi_supervised")
+def test_presets_and_defaults(script):
+    ssl = script("examples/semi_supervised.py")
     default = ssl.parse_args([])
     assert (default.batch_size, default.mu, default.iterations) == (16, 7, 1000)
     assert default.ema == 0.999 and default.ema_warmup  # warm-up fits 1,000 steps
@@ -37,8 +18,8 @@ def test_presets_and_defaults():
     assert ssl.parse_args(["--preset", "usb", "--batch-size", "32"]).batch_size == 32
 
 
-def test_validation_split_pool_and_chance_warning(tmp_path, capsys):
-    ssl = _load("semi_supervised")
+def test_validation_split_pool_and_chance_warning(script, tmp_path, capsys):
+    ssl = script("examples/semi_supervised.py")
     args = [
         "--dataset", "digits", "--labels", "40", "--iterations", "4",
         "--batch-size", "8", "--mu", "2", "--threads", "1", "--quiet",
@@ -61,8 +42,8 @@ def test_validation_split_pool_and_chance_warning(tmp_path, capsys):
     assert cm["split"]["unlabeled_easy_fraction"] == pytest.approx(0.5)
 
 
-def test_semi_supervised_example_json_and_compare(tmp_path):
-    ssl = _load("semi_supervised")
+def test_semi_supervised_example_json_and_compare(script, tmp_path):
+    ssl = script("examples/semi_supervised.py")
     out = tmp_path / "runs"
     common = [
         "--dataset", "digits", "--labels", "40", "--iterations", "6",
@@ -105,7 +86,7 @@ def test_semi_supervised_example_json_and_compare(tmp_path):
         assert sum(correct) / 450 == pytest.approx(res["final_average_accuracy"])
         assert all(0.0 < c <= 1.0 for c in conf)
 
-    cmp = _load("compare")
+    cmp = script("examples/compare.py")
     md, written = cmp.main([*map(str, files), "--output", str(tmp_path / "cmp")])
     assert "### digits labels=40 iters=6" in md
     assert "| fixmatch | 2 |" in md and "| fixmatch+calibratemix-fast | 1 |" in md

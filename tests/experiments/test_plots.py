@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
+from avalanche_mixplugins.calibration import ExpectedCalibrationError
 from avalanche_mixplugins.experiments import plots
 
 
@@ -100,6 +102,26 @@ def test_pair_score_heatmap_masks_unscored_pairs_and_counts_in_title():
     assert "unscored: 2" in title
     with pytest.raises(ValueError, match="shape"):
         plots.pair_score_heatmap(scores, seen=seen[:2])
+
+
+def test_reliability_diagram_png(tmp_path):
+    rng = np.random.default_rng(1)
+    logits = torch.from_numpy(rng.normal(size=(300, 10)).astype(np.float32) * 3)
+    labels = torch.from_numpy(rng.integers(0, 10, size=300))
+    path = tmp_path / "reliability.png"
+    fig = plots.reliability_diagram(logits, labels, n_bins=10, path=path, title="test")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ece = ExpectedCalibrationError(n_bins=10)
+    ece.update(logits, labels)
+    legend = fig.axes[0].get_legend().get_title().get_text()
+    assert legend == f"ECE = {ece.result():.4f}"
+    # probabilities are accepted as they are
+    fig2 = plots.reliability_diagram(
+        logits.softmax(1).numpy(), labels.numpy(), n_bins=10
+    )
+    assert fig2.axes[0].get_legend().get_title().get_text() == legend
+    with pytest.raises(ValueError, match="labels"):
+        plots.reliability_diagram(logits, labels[:10])
 
 
 def test_fitted_limits():

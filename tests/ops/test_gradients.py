@@ -8,7 +8,6 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from nets import PlainConvNet, make_mlp
 from torch import nn
 
 from avalanche_mixplugins.gradients import (
@@ -22,6 +21,7 @@ from avalanche_mixplugins.gradients import (
 )
 from avalanche_mixplugins.mixing import mix_inputs, mix_targets, one_hot, sample_lambda
 from avalanche_mixplugins.pairing import GradientPairs
+from tests.support.nets import PlainConvNet, make_mlp
 
 
 def _models(bias):
@@ -46,6 +46,17 @@ def _autograd_inner(model, params, x_buf, y_buf, x_mix, t_mix):
     return torch.stack(out)
 
 
+def _head_inputs_and_outputs(model, head, *batches):
+    """``(features, logits)`` of the head for each batch, through ``HeadCapture``."""
+    cap = HeadCapture(model, head)
+    with torch.no_grad():
+        for x in batches:
+            model(x)
+    found = [cap.lookup(x) for x in batches]
+    cap.remove()
+    return found
+
+
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("name", ["mlp", "cnn", "timm_vit"])
 def test_last_layer_closed_form_equals_autograd(name, bias):
@@ -64,13 +75,7 @@ def test_last_layer_closed_form_equals_autograd(name, bias):
     x_mix = mix_inputs(x, partner, lam)
     t_mix = mix_targets(y, partner, lam, 5).double()
 
-    cap = HeadCapture(model, head)
-    with torch.no_grad():
-        model(x_buf)
-        model(x_mix)
-    h_buf, z_buf = cap.lookup(x_buf)
-    h_mix, z_mix = cap.lookup(x_mix)
-    cap.remove()
+    (h_buf, z_buf), (h_mix, z_mix) = _head_inputs_and_outputs(model, head, x_buf, x_mix)
     g_w, g_b, n = last_layer_gradient_sum(h_buf, z_buf, one_hot(y_buf, 5).double())
     closed = last_layer_inner_products(
         h_mix, z_mix, t_mix, g_w / n, (g_b / n) if bias else None
@@ -175,13 +180,7 @@ def test_helpful_steps_lower_the_buffer_loss_detrimental_raise_it(digits_tensors
         partner = torch.randperm(64, generator=gen)
         lam = sample_lambda(1.0, 64, generator=gen)
         x_mix = mix_inputs(x, partner, lam)
-        cap = HeadCapture(model, head)
-        with torch.no_grad():
-            model(x_buf)
-            model(x_mix)
-        h_b, z_b = cap.lookup(x_buf)
-        h_m, z_m = cap.lookup(x_mix)
-        cap.remove()
+        (h_b, z_b), (h_m, z_m) = _head_inputs_and_outputs(model, head, x_buf, x_mix)
         g_w, g_b, n = last_layer_gradient_sum(h_b, z_b, one_hot(y_buf, 10))
         inner = last_layer_inner_products(
             h_m, z_m, mix_targets(y, partner, lam, 10), g_w / n, g_b / n

@@ -12,12 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
-from avalanche.training import ER_ACE, Naive
-from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
-from nets import PlainConvNet
 
 from avalanche_mixplugins import GradMixPlugin, MixupPlugin
 from avalanche_mixplugins.mixing import one_hot
+from tests.support.cl import cl_strategy
+from tests.support.nets import PlainConvNet
 
 
 class Check(SupervisedPlugin):
@@ -34,26 +33,15 @@ class Check(SupervisedPlugin):
             self.steps += 1
 
 
-def _train(strategy_cls, plugin, fn, bench):
+def _train(setup, plugin, fn, bench):
     torch.manual_seed(0)
     model = PlainConvNet(num_classes=10)
     calls = []
     model.fc.register_forward_hook(lambda m, a, out: calls.append(out.detach()))
     check = Check(plugin, calls, fn)
-    kw = dict(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
-        train_mb_size=32,
-        train_epochs=1,
-        device="cpu",
-        evaluator=EvaluationPlugin(loggers=[]),
+    strategy = cl_strategy(
+        setup, model, [plugin, check], batch_size_mem=32, train_epochs=1
     )
-    if strategy_cls is ER_ACE:
-        strategy = ER_ACE(
-            mem_size=100, batch_size_mem=32, plugins=[plugin, check], **kw
-        )
-    else:
-        strategy = Naive(plugins=[ReplayPlugin(mem_size=100), plugin, check], **kw)
     for exp in bench.train_stream[:2]:
         strategy.train(exp)
     return check.steps
@@ -90,7 +78,7 @@ def test_er_ace_current_pairs_are_trained_over_current_classes(make, digits_benc
         counts["masked_rows"] += int((cur_pair & batch.active).sum())
         counts["full_rows"] += int((~cur_pair & batch.active).sum())
 
-    steps = _train(ER_ACE, plugin, fn, digits_benchmark)
+    steps = _train("er_ace", plugin, fn, digits_benchmark)
     assert steps > 5 and counts["masked_rows"] > 0 and counts["full_rows"] > 0
 
 
@@ -101,7 +89,7 @@ def test_naive_replay_keeps_every_logit(digits_benchmark):
         assert plugin.last_batch.logit_mask is None
         assert torch.isfinite(plugin.last_batch.logits).all()
 
-    assert _train(Naive, plugin, fn, digits_benchmark) > 5
+    assert _train("naive_replay", plugin, fn, digits_benchmark) > 5
 
 
 def test_asymmetric_can_be_forced_either_way(digits_benchmark):
@@ -110,13 +98,13 @@ def test_asymmetric_can_be_forced_either_way(digits_benchmark):
     def fn_off(strategy, plugin, z_raw):
         assert plugin.last_batch.logit_mask is None
 
-    assert _train(ER_ACE, off, fn_off, digits_benchmark) > 5
+    assert _train("er_ace", off, fn_off, digits_benchmark) > 5
     with pytest.raises(ValueError, match="asymmetric"):
         MixupPlugin(asymmetric="yes")
     assert MixupPlugin(asymmetric=True)._asymmetric(None) == "current"
 
 
-def _weights_against_scores(strategy_cls, plugin, bench):
+def _weights_against_scores(setup, plugin, bench):
     """Per step: current-pair and buffer-pair candidates, their scores and weights."""
     seen = {"cur_neg_kept": 0, "cur_neg_dropped": 0, "buf_neg_kept": 0, "buf_pos": 0}
 
@@ -139,7 +127,7 @@ def _weights_against_scores(strategy_cls, plugin, bench):
             else:
                 seen["buf_neg_kept"] += int(w[i] != 0)
 
-    _train(strategy_cls, plugin, fn, bench)
+    _train(setup, plugin, fn, bench)
     return seen
 
 
@@ -147,16 +135,18 @@ def test_er_ace_mixes_current_pairs_whatever_their_score(digits_benchmark):
     # Under the asymmetric loss a mix of two current samples never reaches a
     # previous-class logit: it is kept as plain Mixup would keep it, while a
     # mix with a buffer source still needs a positive pair score.
-    seen = _weights_against_scores(ER_ACE, GradMixPlugin(seed=0), digits_benchmark)
+    seen = _weights_against_scores("er_ace", GradMixPlugin(seed=0), digits_benchmark)
     assert seen["cur_neg_kept"] > 0 and seen["cur_neg_dropped"] == 0
     assert seen["buf_neg_kept"] == 0 and seen["buf_pos"] > 0
 
 
 def test_symmetric_loss_filters_current_pairs_by_score(digits_benchmark):
-    seen = _weights_against_scores(Naive, GradMixPlugin(seed=0), digits_benchmark)
+    seen = _weights_against_scores(
+        "naive_replay", GradMixPlugin(seed=0), digits_benchmark
+    )
     assert seen["cur_neg_kept"] == 0 and seen["cur_neg_dropped"] > 0
     forced = GradMixPlugin(seed=0, filter_current=True)
-    seen = _weights_against_scores(ER_ACE, forced, digits_benchmark)
+    seen = _weights_against_scores("er_ace", forced, digits_benchmark)
     assert seen["cur_neg_kept"] == 0 and seen["cur_neg_dropped"] > 0
     with pytest.raises(ValueError, match="filter_current"):
         GradMixPlugin(filter_current="auto")
@@ -213,5 +203,5 @@ def test_both_mode_keeps_buffer_pairs_off_the_current_classes(cls, digits_benchm
         assert torch.allclose(plugin.last_loss, expected, rtol=1e-5, atol=1e-7)
         counts["buffer_rows"] += int((old & old[batch.partner] & (w > 0)).sum())
 
-    assert _train(ER_ACE, plugin, fn, digits_benchmark) > 5
+    assert _train("er_ace", plugin, fn, digits_benchmark) > 5
     assert counts["buffer_rows"] > 0

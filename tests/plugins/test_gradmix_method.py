@@ -18,9 +18,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
-from avalanche.training import Naive
-from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
-from nets import PlainConvNet
 from torch import nn
 
 from avalanche_mixplugins import GradMixPlugin
@@ -32,6 +29,8 @@ from avalanche_mixplugins.gradients import (
 )
 from avalanche_mixplugins.mixing import one_hot
 from avalanche_mixplugins.pairing import GradientPairs
+from tests.support.cl import cl_strategy, replay_storage
+from tests.support.nets import PlainConvNet
 
 
 class HeadRecorder:
@@ -86,15 +85,13 @@ def _run(gradmix, make_check, bench, n_exp=2):
     recorder = HeadRecorder(model.fc)
     before = Before(gradmix, recorder)
     after = After(make_check(recorder, before))
-    strategy = Naive(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
-        train_mb_size=32,
+    strategy = cl_strategy(
+        "naive_replay",
+        model,
+        [before, gradmix, after],
+        momentum=0.9,
         train_epochs=1,
         eval_mb_size=256,
-        device="cpu",
-        plugins=[ReplayPlugin(mem_size=100), before, gradmix, after],
-        evaluator=EvaluationPlugin(loggers=[]),
     )
     for exp in bench.train_stream[:n_exp]:
         strategy.train(exp)
@@ -278,15 +275,8 @@ def _fidelity(bench, seed):
     model = PlainConvNet(num_classes=10)
     # the measurement of docs/gradmix.md was made with the first experience mixed
     gradmix = GradMixPlugin(seed=seed, no_buffer="mixup")
-    replay = ReplayPlugin(mem_size=100)
-    strategy = Naive(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
-        train_mb_size=32,
-        train_epochs=3,
-        device="cpu",
-        plugins=[replay, gradmix],
-        evaluator=EvaluationPlugin(loggers=[]),
+    strategy = cl_strategy(
+        "naive_replay", model, [gradmix], momentum=0.9, train_epochs=3
     )
     gen = torch.Generator().manual_seed(seed)
     out = []
@@ -298,7 +288,7 @@ def _fidelity(bench, seed):
         x_old, y_old = zip(*[_tensors_of(e.dataset) for e in bench.test_stream[:i]])
         x_old, y_old = torch.cat(x_old), torch.cat(y_old)
         x_cur, y_cur = _tensors_of(exp.dataset)
-        x_buf, y_buf = _tensors_of(replay.storage_policy.buffer)
+        x_buf, y_buf = _tensors_of(replay_storage(strategy).buffer)
         pool_x, pool_y = torch.cat([x_cur, x_buf]), torch.cat([y_cur, y_buf])
         with torch.no_grad():
             base = float(F.cross_entropy(probe(x_old), y_old))
@@ -367,14 +357,7 @@ def test_first_experience_is_not_mixed_by_default(digits_benchmark):
 
     gradmix = GradMixPlugin(seed=0)
     model = PlainConvNet(num_classes=10)
-    strategy = Naive(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
-        train_mb_size=32,
-        device="cpu",
-        plugins=[ReplayPlugin(mem_size=100), gradmix, Watch(gradmix)],
-        evaluator=EvaluationPlugin(loggers=[]),
-    )
+    strategy = cl_strategy("naive_replay", model, [gradmix, Watch(gradmix)])
     for exp in digits_benchmark.train_stream[:2]:
         strategy.train(exp)
     assert losses[0] and all(v is None for v in losses[0])

@@ -1,13 +1,9 @@
-"""SemiSupervisedStrategy and the batched views on real data (digits, MNIST-5k)."""
-
-import warnings
+"""SemiSupervisedStrategy on real data (digits, MNIST-5k): callbacks, sample
+ids, replay, state, EMA teacher, bf16, arguments."""
 
 import pytest
 import timm
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from avalanche.benchmarks import nc_benchmark
 from avalanche.core import SupervisedPlugin
 from avalanche.evaluation.metrics import accuracy_metrics
 from avalanche.logging import InteractiveLogger
@@ -15,10 +11,13 @@ from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
 from torch.utils.data import TensorDataset
 
 import ssl_ext  # noqa: F401  (registers wrn28_2 in timm)
-from avalanche_mixplugins.benchmarks import load_digits_tensors, load_mnist5k_tensors
+from avalanche_mixplugins.experiments.datasets import load_mnist5k_tensors
+from avalanche_mixplugins.experiments.streams import class_incremental_from_tensors
 from ssl_ext.sample_ids import sample_id_position
 from ssl_ext.strategy import SAMPLE_ID, SemiSupervisedStrategy, add_sample_ids
-from ssl_ext.views import SSLViews, random_crop_flip, to_float_images
+from ssl_ext.views import SSLViews
+from tests.support.nets import three_block_cnn
+from tests.support.semi_supervised import tensor_dataset
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -32,59 +31,6 @@ CALLBACKS = [
     "after_update",
     "after_training_iteration",
 ]
-
-
-# --------------------------------------------------------------------- data
-@pytest.fixture(scope="module")
-def digits():
-    """Digits padded to 16x16: 5 labeled images per class, all train images unlabeled."""
-    x_tr, y_tr, x_te, y_te = load_digits_tensors()
-    x_tr, x_te = F.pad(x_tr, (4, 4, 4, 4)), F.pad(x_te, (4, 4, 4, 4))
-    lab = torch.cat([torch.nonzero(y_tr == c)[:5, 0] for c in range(10)])
-    return {
-        "x_lab": x_tr[lab],
-        "y_lab": y_tr[lab],
-        "x_ulb": x_tr,
-        "y_ulb": y_tr,  # only to check sample ids, never given to the strategy
-        "x_te": x_te,
-        "y_te": y_te,
-    }
-
-
-def tensor_dataset(x, y):
-    ds = TensorDataset(x, y)
-    ds.targets = y.tolist()
-    return ds
-
-
-def benchmark(data, n_experiences=1):
-    return nc_benchmark(
-        tensor_dataset(data["x_lab"], data["y_lab"]),
-        tensor_dataset(data["x_te"][:100], data["y_te"][:100]),
-        n_experiences,
-        task_labels=False,
-        seed=0,
-        class_ids_from_zero_in_each_exp=False,
-    )
-
-
-def small_cnn(in_chans=1, num_classes=10, width=8):
-    def block(i, o):
-        return nn.Sequential(
-            nn.Conv2d(i, o, 3, padding=1, bias=False),
-            nn.BatchNorm2d(o),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
-
-    return nn.Sequential(
-        block(in_chans, width),
-        block(width, 2 * width),
-        block(2 * width, 4 * width),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4 * width, num_classes),
-    )
 
 
 class Recorder(SupervisedPlugin):
@@ -129,20 +75,6 @@ class Recorder(SupervisedPlugin):
         )
 
 
-def make_strategy(model, unlabeled, plugins=(), **kwargs):
-    kwargs.setdefault("train_mb_size", 8)
-    kwargs.setdefault("mu", 2)
-    kwargs.setdefault("views", SSLViews(flip=False, group_size=8))
-    return SemiSupervisedStrategy(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9),
-        unlabeled=unlabeled,
-        plugins=list(plugins),
-        evaluator=EvaluationPlugin(),
-        **kwargs,
-    )
-
-
 def id_to_label(experiences):
     table = {}
     for exp in experiences:
@@ -151,69 +83,22 @@ def id_to_label(experiences):
     return table
 
 
-# -------------------------------------------------------------------- views
-def test_random_crop_flip_is_a_per_sample_window_of_the_padded_image():
-    torch.manual_seed(0)
-    img = torch.arange(36.0).view(1, 1, 6, 6) / 36
-    x = img.repeat(64, 1, 1, 1)
-    out = random_crop_flip(x, padding=2, flip=True)
-    padded = F.pad(img, (2,) * 4, mode="reflect")[0, 0]
-    windows = []
-    for oy in range(5):
-        for ox in range(5):
-            win = padded[oy : oy + 6, ox : ox + 6]
-            windows += [win, win.flip(-1)]
-    for sample in out[:, 0]:
-        assert any(torch.equal(sample, w) for w in windows)
-    distinct = {tuple(s.flatten().tolist()) for s in out}
-    assert len(distinct) > 10  # randomness is per sample, not per batch
-    flipped = random_crop_flip(x, padding=0, flip=True)
-    n_flipped = sum(torch.equal(s, img[0].flip(-1)) for s in flipped)
-    assert 10 < n_flipped < 54
-
-
-@pytest.mark.parametrize("chans,size", [(1, 28), (3, 32), (3, 20)])
-def test_views_shapes_and_range(chans, size):
-    torch.manual_seed(0)
-    x = torch.rand(24, chans, size, size)
-    views = SSLViews(group_size=4)
-    weak, strong = views(x)
-    for v in (weak, strong):
-        assert v.shape == x.shape and v.dtype == torch.float32
-        assert v.min() >= 0 and v.max() <= 1
-    assert not torch.equal(weak, strong)
-    x8 = (x * 255).to(torch.uint8)
-    assert views.weak(x8).dtype == torch.float32 and views.weak(x8).max() <= 1
-    assert torch.allclose(views.plain(x8), x8.float() / 255)
-    norm = SSLViews(mean=[0.5] * chans, std=[0.25] * chans)
-    assert torch.allclose(norm.plain(x), (x - 0.5) / 0.25)
-
-
-def test_views_bad_arguments():
-    with pytest.raises(ValueError, match="C in"):
-        to_float_images(torch.rand(2, 2, 8, 8))
-    with pytest.raises(ValueError, match="group_size"):
-        SSLViews(group_size=0)
-    with pytest.raises(ValueError, match="mean and std"):
-        SSLViews(mean=[0.5])
-    with pytest.raises(ValueError, match="padding"):
-        random_crop_flip(torch.rand(1, 1, 4, 4), padding=4)
-
-
 # ------------------------------------------------------------- the strategy
 @pytest.mark.parametrize("algorithm", ["fixmatch", "softmatch", "flexmatch"])
 @pytest.mark.parametrize("arch", ["cnn", "wrn28_2"])
-def test_each_algorithm_trains_a_few_iterations(digits, algorithm, arch):
+def test_each_algorithm_trains_a_few_iterations(
+    digits, algorithm, arch, labeled_stream, make_strategy
+):
     torch.manual_seed(0)
     if arch == "cnn":
-        model = small_cnn()
+        model = three_block_cnn()
     else:
         model = timm.create_model("wrn28_2", num_classes=10, in_chans=1)
     before = [p.detach().clone() for p in model.parameters()]
     ulb = TensorDataset(digits["x_ulb"])
     rec = Recorder()
     strategy = make_strategy(model, ulb, [rec], algorithm=algorithm, train_iterations=3)
-    exp = benchmark(digits).train_stream[0]
+    exp = labeled_stream().train_stream[0]
     strategy.train(exp)
 
     assert rec.events == CALLBACKS * 3  # every callback, in Avalanche's order
@@ -240,12 +125,14 @@ def test_each_algorithm_trains_a_few_iterations(digits, algorithm, arch):
     assert any(not torch.equal(a, b) for a, b in zip(before, after))
 
 
-def test_replay_class_incremental_keeps_sample_ids(digits):
+def test_replay_class_incremental_keeps_sample_ids(
+    digits, labeled_stream, make_strategy
+):
     torch.manual_seed(0)
     rec = Recorder()
-    bench = benchmark(digits, n_experiences=2)
+    bench = labeled_stream(n_experiences=2)
     strategy = make_strategy(
-        small_cnn(),
+        three_block_cnn(),
         TensorDataset(digits["x_ulb"]),
         [rec, ReplayPlugin(mem_size=20)],
         train_iterations=4,
@@ -269,15 +156,24 @@ def test_replay_class_incremental_keeps_sample_ids(digits):
     assert seen_buffer
 
 
-def test_user_sample_ids_and_epoch_mode(digits):
-    bench = benchmark(digits)
+def test_user_sample_ids_and_epoch_mode(digits, labeled_stream, make_strategy):
+    from avalanche.benchmarks import (
+        benchmark_from_datasets,
+        with_classes_timeline,
+        with_task_labels,
+    )
+
+    labeled = labeled_stream().train_stream[0].dataset
+    labeled = add_sample_ids(labeled, ids=torch.arange(len(labeled)) + 1000)
+    bench = with_task_labels(
+        with_classes_timeline(benchmark_from_datasets(train=[labeled]))
+    )
     exp = bench.train_stream[0]
-    exp.dataset = add_sample_ids(exp.dataset, ids=torch.arange(len(exp.dataset)) + 1000)
     assert sample_id_position(exp.dataset) == -1
     assert sample_id_position(exp.dataset.train().subset([0, 1])) == -1
     rec = Recorder()
     strategy = make_strategy(
-        small_cnn(), TensorDataset(digits["x_ulb"]), [rec], train_epochs=2
+        three_block_cnn(), TensorDataset(digits["x_ulb"]), [rec], train_epochs=2
     )
     strategy.train(exp)
     # one epoch = one pass over the 50 labeled samples in batches of 8
@@ -288,7 +184,7 @@ def test_user_sample_ids_and_epoch_mode(digits):
         add_sample_ids(exp.dataset, ids=[1, 2])
 
 
-def test_new_api_benchmark_with_ids_of_the_original_dataset(digits):
+def test_new_api_benchmark_with_ids_of_the_original_dataset(digits, make_strategy):
     """class_incremental_benchmark + ReplayPlugin; ids set once on the whole dataset."""
     from avalanche.benchmarks.scenarios.supervised import class_incremental_benchmark
     from avalanche.benchmarks.utils import as_classification_dataset
@@ -305,7 +201,7 @@ def test_new_api_benchmark_with_ids_of_the_original_dataset(digits):
     )
     rec = Recorder()
     strategy = make_strategy(
-        small_cnn(),
+        three_block_cnn(),
         TensorDataset(x),
         [rec, ReplayPlugin(mem_size=30)],
         train_iterations=4,
@@ -321,16 +217,16 @@ def test_new_api_benchmark_with_ids_of_the_original_dataset(digits):
     assert any(int(i) in first for it in rec.iterations[4:] for i in it["index"])
 
 
-def test_state_dict_round_trip(digits):
+def test_state_dict_round_trip(digits, labeled_stream, make_strategy):
     torch.manual_seed(0)
     ulb = TensorDataset(digits["x_ulb"])
     kwargs = dict(algorithm="flexmatch", train_iterations=2, ema_decay=0.9)
-    a = make_strategy(small_cnn(), ulb, **kwargs)
-    a.train(benchmark(digits).train_stream[0])
+    a = make_strategy(three_block_cnn(), ulb, **kwargs)
+    a.train(labeled_stream().train_stream[0])
     state = a.state_dict()
     with pytest.warns(DeprecationWarning, match="use state_dict"):
         assert a.ssl_state_dict().keys() == state.keys()
-    b = make_strategy(small_cnn(), ulb, **kwargs)
+    b = make_strategy(three_block_cnn(), ulb, **kwargs)
     b.pseudo_labeler = ssl_ext.make_pseudo_labeler("flexmatch", num_unlabeled=len(ulb))
     b.load_state_dict(state)
     assert torch.equal(b.pseudo_labeler.selected_label, a.pseudo_labeler.selected_label)
@@ -339,124 +235,9 @@ def test_state_dict_round_trip(digits):
     assert b._next_sample_id == a._next_sample_id == len(digits["y_lab"])
 
 
-class AddMixedInputs(SupervisedPlugin):
-    """Extension point 1: extra samples in the main forward, loss in before_backward."""
-
-    def __init__(self):
-        super().__init__()
-        self.extra_shapes = []
-
-    def before_forward(self, strategy, **kwargs):
-        n = strategy.mb_x.shape[0]
-        mixed = 0.5 * strategy.mb_x + 0.5 * strategy.mb_ulb_weak[:n]
-        strategy.add_forward_input("mix", mixed)
-
-    def before_backward(self, strategy, **kwargs):
-        out = strategy.mb_extra_output["mix"]
-        self.extra_shapes.append(tuple(out.shape))
-        strategy.loss = strategy.loss + F.cross_entropy(out, strategy.mb_y)
-
-
-class SecondPass(SupervisedPlugin):
-    """Extension point 2: a second forward with gradients and the base loss again."""
-
-    def __init__(self):
-        super().__init__()
-        self.records = []
-
-    def before_backward(self, strategy, **kwargs):
-        main = (strategy.sup_loss + strategy.lambda_u * strategy.unsup_loss).item()
-        stats = {k: v.clone() for k, v in strategy.pseudo_labeler.state_dict().items()}
-        z_lb, z_weak, z_strong = strategy.forward_parts(
-            strategy.mb_x, strategy.mb_ulb_weak, strategy.mb_ulb_strong
-        )
-        out = strategy.ssl_loss(
-            z_lb, strategy.mb_y, z_weak, z_strong, strategy.mb_ulb_index, update=False
-        )
-        unchanged = all(
-            torch.equal(v, strategy.pseudo_labeler.state_dict()[k])
-            for k, v in stats.items()
-        )
-        strategy.loss = strategy.loss + out.loss
-        self.records.append((main, out.loss.item(), strategy.loss.item(), unchanged))
-
-
-class NamedSecondPass(SupervisedPlugin):
-    """Extension point 3: ``second_pass`` with an extra input, against its two
-    halves (``forward_parts`` of the same layout, then ``ssl_loss``)."""
-
-    def __init__(self):
-        super().__init__()
-        self.records = []
-
-    def before_backward(self, strategy, **kwargs):
-        n = strategy.mb_x.shape[0]
-        mixed = 0.5 * strategy.mb_x + 0.5 * strategy.mb_ulb_weak[:n]
-        out = strategy.second_pass({"mix": mixed}, update_statistics=False)
-        z_lb, z_mix, z_weak, z_strong = strategy.forward_parts(
-            strategy.mb_x, mixed, strategy.mb_ulb_weak, strategy.mb_ulb_strong
-        )
-        halves = strategy.ssl_loss(
-            z_lb, strategy.mb_y, z_weak, z_strong, strategy.mb_ulb_index, update=False
-        )
-        base = strategy.sup_loss + strategy.lambda_u * strategy.unsup_loss
-        self.records.append(
-            (
-                torch.allclose(out.outputs["mix"], z_mix, atol=1e-6),
-                torch.allclose(out.base.loss, halves.loss, atol=1e-6),
-                torch.equal(strategy.base_loss, base),
-                strategy.second_pass({"mix": mixed}, base_loss=False).base,
-            )
-        )
-
-
-def count_forwards(model):
-    calls = []
-    model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
-    return calls
-
-
-def test_extension_points_main_forward_and_second_pass(digits):
+def test_ema_teacher_is_used_for_evaluation(digits, labeled_stream, make_strategy):
     torch.manual_seed(0)
-    model = small_cnn()
-    calls = count_forwards(model)
-    mix = AddMixedInputs()
-    strategy = make_strategy(
-        model, TensorDataset(digits["x_ulb"]), [mix], train_iterations=2
-    )
-    strategy.train(benchmark(digits).train_stream[0])
-    assert calls == [8 + 16 + 16 + 8] * 2  # one joint forward including the extra batch
-    assert mix.extra_shapes == [(8, 10)] * 2
-
-    torch.manual_seed(0)
-    model = small_cnn()
-    calls = count_forwards(model)
-    second = SecondPass()
-    strategy = make_strategy(
-        model, TensorDataset(digits["x_ulb"]), [second], algorithm="softmatch",
-        train_iterations=2,
-    )  # fmt: skip
-    strategy.train(benchmark(digits).train_stream[0])
-    assert calls == [40, 40, 40, 40]  # main forward + second pass each iteration
-    for main, again, total, unchanged in second.records:
-        # same model, same batch: the second pass recomputes the same base loss
-        # (without moving the SoftMatch statistics), and the objective is L1 + L2
-        assert again == pytest.approx(main, rel=1e-4)
-        assert total == pytest.approx(main + again, rel=1e-5)
-        assert unchanged
-
-    named = NamedSecondPass()
-    strategy = make_strategy(
-        small_cnn(), TensorDataset(digits["x_ulb"]), [named], algorithm="softmatch",
-        train_iterations=2,
-    )  # fmt: skip
-    strategy.train(benchmark(digits).train_stream[0])
-    assert named.records == [(True, True, True, None)] * 2
-
-
-def test_ema_teacher_is_used_for_evaluation(digits):
-    torch.manual_seed(0)
-    model = small_cnn()
+    model = three_block_cnn()
     captured = []
 
     class Capture(SupervisedPlugin):
@@ -470,7 +251,7 @@ def test_ema_teacher_is_used_for_evaluation(digits):
         train_iterations=3,
         ema_decay=0.5,
     )
-    bench = benchmark(digits)
+    bench = labeled_stream()
     strategy.train(bench.train_stream[0])
     strategy.eval(bench.test_stream)
     ema = strategy.ema.module
@@ -483,10 +264,10 @@ def test_ema_teacher_is_used_for_evaluation(digits):
         assert not torch.allclose(out, model.eval()(x), atol=1e-5)
 
 
-def test_bf16_autocast_and_channels_last_on_cpu(digits):
+def test_bf16_autocast_and_channels_last_on_cpu(digits, labeled_stream, make_strategy):
     torch.manual_seed(0)
     rec = Recorder()
-    model = small_cnn()
+    model = three_block_cnn()
     strategy = make_strategy(
         model,
         TensorDataset(digits["x_ulb"]),
@@ -496,23 +277,25 @@ def test_bf16_autocast_and_channels_last_on_cpu(digits):
         channels_last=True,
     )
     assert strategy.amp_dtype == torch.bfloat16 and strategy.scaler is None
-    strategy.train(benchmark(digits).train_stream[0])
+    strategy.train(labeled_stream().train_stream[0])
     conv = model[1][0].weight  # (16, 8, 3, 3): the two layouts differ
     assert conv.is_contiguous(memory_format=torch.channels_last)
     assert all(it["out"].dtype == torch.float32 for it in rec.iterations)
     assert all(torch.isfinite(torch.tensor(it["loss"])) for it in rec.iterations)
 
 
-def test_per_experience_unlabeled_and_interactive_logger(digits, capsys):
-    bench = benchmark(digits, n_experiences=2)
+def test_per_experience_unlabeled_and_interactive_logger(
+    digits, capsys, labeled_stream
+):
+    bench = labeled_stream(n_experiences=2)
     ulb = [
         TensorDataset(digits["x_ulb"][:300]),
         TensorDataset(digits["x_ulb"][300:700]),
     ]
     rec = Recorder()
     strategy = SemiSupervisedStrategy(
-        model=small_cnn(),
-        optimizer=torch.optim.SGD(small_cnn().parameters(), lr=0.01),
+        model=three_block_cnn(),
+        optimizer=torch.optim.SGD(three_block_cnn().parameters(), lr=0.01),
         unlabeled=ulb,
         algorithm="flexmatch",
         train_mb_size=8,
@@ -536,8 +319,8 @@ def test_per_experience_unlabeled_and_interactive_logger(digits, capsys):
     assert strategy.unlabeled_dataset is ulb[1]
 
 
-def test_bad_arguments(digits):
-    model = small_cnn()
+def test_bad_arguments(digits, make_strategy):
+    model = three_block_cnn()
     ulb = TensorDataset(digits["x_ulb"])
     with pytest.raises(TypeError):
         make_strategy(model, ulb, not_an_argument=1)
@@ -561,7 +344,6 @@ def test_bad_arguments(digits):
 
 def test_accuracy_above_chance_on_mnist5k_with_100_labels():
     """A short FixMatch run: 100 labels (10 per class) + 4,000 unlabeled images."""
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
     torch.manual_seed(0)
     x_tr, y_tr, x_te, y_te = load_mnist5k_tensors()
     g = torch.Generator().manual_seed(0)
@@ -571,14 +353,10 @@ def test_accuracy_above_chance_on_mnist5k_with_100_labels():
             for c in range(10)
         ]
     )
-    bench = nc_benchmark(
-        tensor_dataset(x_tr[lab], y_tr[lab]),
-        tensor_dataset(x_te, y_te),
-        1,
-        task_labels=False,
-        seed=0,
+    bench = class_incremental_from_tensors(
+        x_tr[lab], y_tr[lab], x_te, y_te, n_experiences=1, seed=0
     )
-    model = small_cnn()
+    model = three_block_cnn()
     strategy = SemiSupervisedStrategy(
         model=model,
         optimizer=torch.optim.Adam(model.parameters(), lr=3e-3),

@@ -1,4 +1,4 @@
-"""Worker launched by test_distributed.py under torchrun (2 CPU processes, gloo).
+"""Worker launched by test_gradmix.py under torchrun (2 CPU processes, gloo).
 
 Each rank trains Naive + ReplayPlugin + GradMixPlugin (DDP model) on its share
 of split digits, with a different plugin seed per rank (so the ranks draw
@@ -24,23 +24,13 @@ import torch.distributed as dist
 from avalanche.core import SupervisedPlugin
 from avalanche.distributed import DistributedHelper
 from avalanche.evaluation.metrics import accuracy_metrics
-from avalanche.training import Naive
-from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
-from nets import make_mlp
 
-from avalanche_mixplugins import GradMixPlugin
-from avalanche_mixplugins.benchmarks import split_digits
+from avalanche_mixplugins.experiments.streams import split_digits
+from tests.support.cl import RecordingGradMix, cl_strategy, quiet_evaluator
+from tests.support.nets import flat_params, make_mlp
 
 GRADMIX_KWARGS = {"momentum": 0.5, "refresh": 0.2}
-"""Shared with the single-process check in test_distributed.py."""
-
-
-class RecordingGradMix(GradMixPlugin):
-    """GradMix that keeps the mixed batch of the step (public ``mixed_batch``)."""
-
-    def mixed_batch(self, strategy):
-        self.last_batch = super().mixed_batch(strategy)
-        return self.last_batch
+"""Shared with the single-process check in test_gradmix.py."""
 
 
 class StepRecorder(SupervisedPlugin):
@@ -89,20 +79,18 @@ class StepRecorder(SupervisedPlugin):
         )
 
 
-def train(space: str, rank: int) -> tuple[RecordingGradMix, StepRecorder, Naive]:
+def train(space: str, rank: int):
     torch.manual_seed(0)
     bench = split_digits(n_experiences=5, seed=0)
     model = DistributedHelper.wrap_model(make_mlp())
     plugin = RecordingGradMix(seed=100 + rank, grad_space=space, **GRADMIX_KWARGS)
     recorder = StepRecorder(plugin)
-    strategy = Naive(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
-        train_mb_size=32,
+    strategy = cl_strategy(
+        "naive_replay",
+        model,
+        [plugin, recorder],
         train_epochs=1,
-        device="cpu",
-        plugins=[ReplayPlugin(mem_size=100), plugin, recorder],
-        evaluator=EvaluationPlugin(accuracy_metrics(stream=True), loggers=[]),
+        evaluator=quiet_evaluator(accuracy_metrics(stream=True)),
     )
     for exp in bench.train_stream[:3]:
         strategy.train(exp)
@@ -112,6 +100,7 @@ def train(space: str, rank: int) -> tuple[RecordingGradMix, StepRecorder, Naive]
 def main(out: str) -> None:
     warnings.filterwarnings("ignore")
     out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
     DistributedHelper.init_distributed(random_seed=0, backend="gloo", use_cuda=False)
     rank, world = dist.get_rank(), dist.get_world_size()
     summary = {}
@@ -125,7 +114,7 @@ def main(out: str) -> None:
         scores = plugin.pair_scores
         gathered = [torch.zeros_like(scores) for _ in range(world)]
         dist.all_gather(gathered, scores)
-        params = torch.cat([p.detach().flatten() for p in strategy.model.parameters()])
+        params = flat_params(strategy.model)
         all_params = [torch.zeros_like(params) for _ in range(world)]
         dist.all_gather(all_params, params)
         summary[space] = {

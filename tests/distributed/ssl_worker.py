@@ -1,4 +1,4 @@
-"""Worker launched by test_distributed_ssl.py under torchrun (2 CPU processes, gloo).
+"""Worker launched by test_semi_supervised.py under torchrun (2 CPU processes, gloo).
 
 Each rank trains ``SemiSupervisedStrategy`` (FlexMatch, then SoftMatch) on
 digits with a DDP model; after every training step a plugin gathers every
@@ -16,9 +16,10 @@ import torch
 import torch.distributed as dist
 from avalanche.core import SupervisedPlugin
 from avalanche.distributed import DistributedHelper
-from ssl_helpers import small_cnn, ssl_digits, ssl_strategy
 
 from ssl_ext.calibratemix_plugin import CalibrateMixPlugin
+from tests.support.nets import flat_params, two_conv_cnn
+from tests.support.semi_supervised import ssl_digits, ssl_strategy
 
 
 def gather(t: torch.Tensor) -> list[torch.Tensor]:
@@ -53,7 +54,7 @@ class StatsProbe(SupervisedPlugin, supports_distributed=True):
 
 
 def run(algorithm: str, kwargs: dict, bench, unlabeled, calibratemix=False) -> dict:
-    net = DistributedHelper.wrap_model(small_cnn(batch_norm=False))
+    net = DistributedHelper.wrap_model(two_conv_cnn(batch_norm=False))
     probe = StatsProbe()
     cmix = (
         CalibrateMixPlugin(mode="fast", warmup=0, seed=DistributedHelper.rank)
@@ -95,8 +96,7 @@ def run(algorithm: str, kwargs: dict, bench, unlabeled, calibratemix=False) -> d
                 torch.equal(parts[0], p) for p in parts[1:]
             )
             summary[f"{name}_rows"] = torch.nonzero(count > 0)[:, 0].tolist()
-    params = torch.cat([p.detach().flatten() for p in net.parameters()])
-    parts = gather(params)
+    parts = gather(flat_params(net))
     summary["params_equal"] = all(torch.equal(parts[0], p) for p in parts[1:])
     return summary
 
