@@ -41,6 +41,15 @@ def _class_counts(y):
     return np.bincount(y.numpy(), minlength=N_CLASSES)
 
 
+def _only_in(root) -> dict:
+    """Arguments that make the Fashion-MNIST loaders look in ``root`` only."""
+    return {"dataset_root": root, "search_system": False, "download": False}
+
+
+def _fashion_from_only(root):
+    return datasets.load_fashion_mnist_tensors(**_only_in(root))
+
+
 def _write_idx(path: Path, array: np.ndarray, *, compress: bool) -> None:
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(
         f">{array.ndim}I", *array.shape
@@ -160,9 +169,7 @@ def test_fashion_loader_full_dataset(fashion):
 @pytest.mark.parametrize("compress", [False, True])
 def test_fashion_reads_torchvision_layout(tmp_path, compress):
     arrays = _write_tiny_fashion(tmp_path / "FashionMNIST" / "raw", compress=compress)
-    x_train, y_train, x_test, y_test = datasets.load_fashion_mnist_tensors(
-        dataset_root=tmp_path, search_system=False, download=False
-    )
+    x_train, y_train, x_test, y_test = _fashion_from_only(tmp_path)
     assert x_train.shape == (20, 1, 28, 28) and x_test.shape == (10, 1, 28, 28)
     assert x_train.dtype == torch.float32 and y_train.dtype == torch.int64
     expected = torch.from_numpy(arrays["train_images"].astype(np.float32)) / 255
@@ -197,18 +204,14 @@ def test_fashion_found_through_dpkg_file_list(tmp_path, monkeypatch):
 
 def test_fashion_missing_explains_how_to_get_it(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
-        datasets.load_fashion_mnist_tensors(
-            dataset_root=tmp_path, search_system=False, download=False
-        )
+        _fashion_from_only(tmp_path)
     message = str(info.value)
     assert "apt-get install dataset-fashion-mnist" in message
     assert "dataset_root" in message
     assert "FashionMNIST/raw" in message
     assert str(tmp_path) in message
     with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
-        streams.split_fashion_mnist(
-            dataset_root=tmp_path, search_system=False, download=False
-        )
+        streams.split_fashion_mnist(**_only_in(tmp_path))
 
 
 def test_fashion_partial_directory_is_not_used(tmp_path):
@@ -216,9 +219,7 @@ def test_fashion_partial_directory_is_not_used(tmp_path):
     _write_tiny_fashion(raw, compress=False)
     (raw / data_dirs.FASHION_FILES["test_labels"]).unlink()
     with pytest.raises(FileNotFoundError, match="dataset_root"):
-        datasets.load_fashion_mnist_tensors(
-            dataset_root=tmp_path, search_system=False, download=False
-        )
+        _fashion_from_only(tmp_path)
 
 
 def test_fashion_corrupt_file_raises_value_error(tmp_path):
@@ -227,11 +228,7 @@ def test_fashion_corrupt_file_raises_value_error(tmp_path):
     path = raw / data_dirs.FASHION_FILES["train_images"]
     path.write_bytes(path.read_bytes()[:-5])  # truncated
     with pytest.raises(ValueError, match="IDX header announces"):
-        datasets.load_fashion_mnist_tensors(
-            dataset_root=tmp_path, search_system=False, download=False
-        )
+        _fashion_from_only(tmp_path)
     path.write_bytes(b"not an idx file")
     with pytest.raises(ValueError, match="not an IDX file"):
-        datasets.load_fashion_mnist_tensors(
-            dataset_root=tmp_path, search_system=False, download=False
-        )
+        _fashion_from_only(tmp_path)

@@ -23,7 +23,11 @@ from ssl_ext import (
 from ssl_ext.backbones import create_backbone
 from ssl_ext.calibratemix_plugin import CalibrateMixPlugin
 from tests.support.nets import two_conv_cnn
-from tests.support.semi_supervised import ssl_digits, ssl_strategy
+from tests.support.semi_supervised import (
+    ssl_digits,
+    ssl_strategy,
+    training_experience,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -152,9 +156,8 @@ def test_colliding_sample_ids_are_refused():
     dup = exp.dataset.update_data_attribute(
         SAMPLE_ID, DataAttribute([i // 2 for i in range(n)], SAMPLE_ID, True)
     )
-    exp._dataset = dup
     with pytest.raises(ValueError, match="collide"):
-        ssl(two_conv_cnn(), unlabeled).train(exp)
+        ssl(two_conv_cnn(), unlabeled).train(training_experience(dup))
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from ssl_ext.sample_ids import sample_id_position
 from ssl_ext.strategy import SAMPLE_ID, SemiSupervisedStrategy, add_sample_ids
 from ssl_ext.views import SSLViews
 from tests.support.nets import three_block_cnn
-from tests.support.semi_supervised import tensor_dataset
+from tests.support.semi_supervised import tensor_dataset, training_experience
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -157,18 +157,10 @@ def test_replay_class_incremental_keeps_sample_ids(
 
 
 def test_user_sample_ids_and_epoch_mode(digits, labeled_stream, make_strategy):
-    from avalanche.benchmarks import (
-        benchmark_from_datasets,
-        with_classes_timeline,
-        with_task_labels,
-    )
-
     labeled = labeled_stream().train_stream[0].dataset
-    labeled = add_sample_ids(labeled, ids=torch.arange(len(labeled)) + 1000)
-    bench = with_task_labels(
-        with_classes_timeline(benchmark_from_datasets(train=[labeled]))
+    exp = training_experience(
+        add_sample_ids(labeled, ids=torch.arange(len(labeled)) + 1000)
     )
-    exp = bench.train_stream[0]
     assert sample_id_position(exp.dataset) == -1
     assert sample_id_position(exp.dataset.train().subset([0, 1])) == -1
     rec = Recorder()

@@ -61,6 +61,20 @@ def ssl_digits(
     return bench, TensorDataset(x_tr[:n_unlabeled])
 
 
+def training_experience(dataset):
+    """The one training experience of a benchmark of ``dataset`` (an Avalanche
+    dataset), built with Avalanche's ``benchmark_from_datasets``: a stream
+    whose data the test changed, e.g. the sample ids."""
+    from avalanche.benchmarks import (
+        benchmark_from_datasets,
+        with_classes_timeline,
+        with_task_labels,
+    )
+
+    bench = benchmark_from_datasets(train=[dataset])
+    return with_task_labels(with_classes_timeline(bench)).train_stream[0]
+
+
 def ssl_strategy(
     model: nn.Module,
     unlabeled,
