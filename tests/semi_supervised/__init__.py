@@ -1,0 +1,2 @@
+"""The semi-supervised strategy, its views and backbones, the CalibrateMix
+plugin."""
