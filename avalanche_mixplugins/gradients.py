@@ -28,106 +28,16 @@ Nothing here imports Avalanche.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avalanche_mixplugins.head import HeadCapture, find_linear_head
 from avalanche_mixplugins.validation import check_head_features
 
 GRAD_SPACES = ("last", "full")
-
-
-def find_linear_head(model: nn.Module) -> tuple[str, nn.Linear]:
-    """Find the classification head of ``model``.
-
-    timm models answer ``get_classifier()``; other models use their last
-    ``nn.Linear`` in registration order (like Avalanche's
-    ``get_last_fc_layer``).
-
-    :return: ``(name, module)``.
-    :raise ValueError: if the model has no linear layer.
-    """
-    getter = getattr(model, "get_classifier", None)
-    if callable(getter):
-        head = getter()
-        if isinstance(head, nn.Linear):
-            for name, mod in model.named_modules():
-                if mod is head:
-                    return name, head
-    last = None
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.Linear):
-            last = (name, mod)
-    if last is None:
-        raise ValueError(
-            f"{type(model).__name__} has no nn.Linear classification head, which "
-            'grad_space="last" needs; use grad_space="full" (exact per-sample '
-            "gradients of all parameters) for this model"
-        )
-    return last
-
-
-class HeadCapture:
-    """Record the input and output of a model's head at every model call.
-
-    A forward pre-hook on the model notes the input tensor of each call; a
-    forward hook on the head attaches the head's input ``h`` and output ``z``
-    (both detached) to that call. :meth:`lookup` then finds the features of a
-    given input batch by identity, so the features of a forward that already
-    ran (the strategy's own) are reused instead of computed again.
-
-    :param model: the whole model.
-    :param head: its linear head (see :func:`find_linear_head`).
-    """
-
-    def __init__(self, model: nn.Module, head: nn.Module):
-        self.model = model
-        self.head = head
-        self.enabled = True
-        self.records: list[list] = []
-        self._handles = [
-            model.register_forward_pre_hook(self._on_model_call),
-            head.register_forward_hook(self._on_head),
-            model.register_forward_hook(self._on_model_return),
-        ]
-
-    def _on_model_call(self, module, args):
-        if self.enabled and args:
-            self.records.append([args[0], None, None])
-
-    def _on_head(self, module, args, output):
-        if not self.enabled or not args or not self.records:
-            return
-        self.records[-1][1] = args[0].detach()
-        self.records[-1][2] = output.detach()
-
-    def _on_model_return(self, module, args, output):
-        # The logits of the loss are the model's output (a masking layer, as in
-        # Avalanche's IncrementalClassifier, may follow the linear head).
-        rec = self.records[-1] if self.enabled and self.records else None
-        if rec is not None and isinstance(output, Tensor) and rec[2] is not None:
-            if output.shape == rec[2].shape:
-                rec[2] = output.detach()
-
-    def lookup(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
-        """``(h, logits)`` recorded for the model call on ``x``, or ``None``.
-
-        ``logits`` is the model's output when it has the head's shape, else
-        the head's output.
-        """
-        for rec in reversed(self.records):
-            if rec[0] is x and rec[1] is not None:
-                return rec[1], rec[2]
-        return None
-
-    def clear(self) -> None:
-        self.records.clear()
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        self.records.clear()
 
 
 def _f(t: Tensor) -> Tensor:
@@ -251,6 +161,78 @@ def leave_one_out_mean(
     return torch.where(rest > 0, inner, torch.full_like(inner, float("nan")))
 
 
+def last_layer_buffer_alignment(
+    h: Tensor,
+    logits: Tensor,
+    targets: Tensor,
+    is_buffer: Tensor,
+    h_mix: Tensor,
+    logits_mix: Tensor,
+    targets_mix: Tensor,
+    partner: Tensor,
+    *,
+    bias: bool = True,
+    leave_one_out: bool = True,
+    reduce: Callable[..., None] | None = None,
+) -> Tensor:
+    """GradMix's per-candidate score in the last linear layer, in closed form.
+
+    The inner product of each mixed sample's last-layer gradient with the
+    mean last-layer gradient of the pool's buffer samples. With
+    ``leave_one_out`` each candidate's own sources (pool sample ``i`` and
+    ``partner[i]``) are taken out of that mean (:func:`leave_one_out_mean`).
+
+    :param h, logits, targets: head inputs ``(N, D)``, logits ``(N, C)`` and
+        soft targets of the pool.
+    :param is_buffer: bool ``(N,)``, the pool's buffer samples.
+    :param h_mix, logits_mix, targets_mix: the same for the ``N`` candidates
+        (candidate ``i`` mixes pool samples ``i`` and ``partner[i]``).
+    :param bias: the head has a bias.
+    :param reduce: called in place on the buffer's gradient sums and count
+        before they are used (an all-reduce under ``torch.distributed``).
+    :return: ``(N,)`` scores, ``NaN`` where no other buffer sample is left.
+    """
+    g_w, g_b, count = last_layer_gradient_sum(h, logits, targets, is_buffer)
+    if reduce is not None:
+        reduce(g_w, g_b, count)
+    total = last_layer_inner_products(
+        h_mix, logits_mix, targets_mix, g_w, g_b if bias else None
+    )
+    if not leave_one_out:
+        return total / count.clamp_min(1.0)
+    own_a = last_layer_paired_inner_products(
+        h_mix, logits_mix, targets_mix, h, logits, targets, bias=bias
+    )
+    p = partner
+    own_b = last_layer_paired_inner_products(
+        h_mix, logits_mix, targets_mix, h[p], logits[p], targets[p], bias=bias
+    )
+    return leave_one_out_mean(total, count, own_a, own_b, is_buffer, partner)
+
+
+def flat_buffer_alignment(
+    g_pool: Tensor,
+    g_mix: Tensor,
+    is_buffer: Tensor,
+    partner: Tensor,
+    *,
+    leave_one_out: bool = True,
+    reduce: Callable[..., None] | None = None,
+) -> Tensor:
+    """The same score from flattened per-sample gradients ``(N, P)`` of pool and candidates."""
+    buf = is_buffer.to(g_pool.dtype)
+    g = (g_pool * buf.view(-1, 1)).sum(dim=0)
+    count = buf.sum()
+    if reduce is not None:
+        reduce(g, count)
+    total = g_mix @ g
+    if not leave_one_out:
+        return total / count.clamp_min(1.0)
+    own_a = (g_mix * g_pool).sum(dim=1)
+    own_b = (g_mix * g_pool[partner]).sum(dim=1)
+    return leave_one_out_mean(total, count, own_a, own_b, is_buffer, partner)
+
+
 def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     """Per-sample cross-entropy against soft targets, ``(N,)``."""
     logp = F.log_softmax(_f(logits), dim=1)
@@ -327,8 +309,10 @@ __all__ = [
     "GRAD_SPACES",
     "HeadCapture",
     "find_linear_head",
+    "flat_buffer_alignment",
     "full_gradient_sum",
     "full_inner_products",
+    "last_layer_buffer_alignment",
     "last_layer_gradient_sum",
     "last_layer_inner_products",
     "last_layer_paired_inner_products",

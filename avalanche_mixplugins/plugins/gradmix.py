@@ -16,10 +16,8 @@ from avalanche_mixplugins.gradients import (
     GRAD_SPACES,
     HeadCapture,
     find_linear_head,
-    last_layer_gradient_sum,
-    last_layer_inner_products,
-    last_layer_paired_inner_products,
-    leave_one_out_mean,
+    flat_buffer_alignment,
+    last_layer_buffer_alignment,
     per_sample_gradients,
 )
 from avalanche_mixplugins.mixing import mix_targets, one_hot
@@ -92,17 +90,12 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
     uses exact per-sample gradients of all parameters (``torch.func``) for
     small models and validation.
 
-    Decisions of this package where the paper could not be read: the
-    gradient space and closed form above; candidates are the step's own mixed
-    samples; scores are smoothed across steps; a sample without a helpful
-    partner is left unmixed (``fallback``); on the first experience, with no
-    buffer, GradMix does not mix (``no_buffer="none"``, chosen on validation
-    data: mixing the first experience cost 1 to 13 points at the end) or
-    behaves as plain Mixup (``"mixup"``). Under ``torch.distributed`` the buffer gradient and the
-    per-pair sums are all-reduced, so every rank holds the same scores.
-    Each default was chosen on data held out of the training split; the
-    measurements (score fidelity, loss scale, ER-ACE) are in the package's
-    ``docs/gradmix.md``.
+    Decisions where the paper could not be read (the gradient space, the
+    first experience, the loss scale, ER-ACE) and the measurements behind
+    them are in the package's ``docs/gradmix.md``; each default was chosen on
+    data held out of the training split. Under ``torch.distributed`` the
+    buffer gradient and the per-pair sums are all-reduced, so every rank
+    holds the same scores.
 
     :param alpha: ``lam ~ Beta(alpha, alpha)`` (> 0).
     :param mix: ``"mixup"`` or ``"cutmix"`` (GradMix+CutMix is an extension).
@@ -362,8 +355,6 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         targets_mix = mix_targets(batch.y, batch.partner, batch.lam, c, check=False)
         if self.grad_space == "last":
             h, z = self._pool_features(strategy, batch)
-            g_w, g_b, count = last_layer_gradient_sum(h, z, targets, batch.is_buffer)
-            _all_reduce_sum(g_w, g_b, count)
             found = self._capture.lookup(batch.x_mix)
             if found is None:
                 raise RuntimeError(
@@ -372,35 +363,28 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
             h_mix, z_mix = found
             if batch.logit_mask is not None:
                 z_mix = z_mix.masked_fill(batch.logit_mask, float("-inf"))
-            bias = self._head_has_bias
-            total = last_layer_inner_products(
-                h_mix, z_mix, targets_mix, g_w, g_b if bias else None
+            return last_layer_buffer_alignment(
+                h,
+                z,
+                targets,
+                batch.is_buffer,
+                h_mix,
+                z_mix,
+                targets_mix,
+                batch.partner,
+                bias=self._head_has_bias,
+                leave_one_out=self.leave_one_out,
+                reduce=_all_reduce_sum,
             )
-            if not self.leave_one_out:
-                return total / count.clamp_min(1.0)
-            p = batch.partner
-            own_a = last_layer_paired_inner_products(
-                h_mix, z_mix, targets_mix, h, z, targets, bias=bias
-            )
-            own_b = last_layer_paired_inner_products(
-                h_mix, z_mix, targets_mix, h[p], z[p], targets[p], bias=bias
-            )
-        else:
-            g_pool = per_sample_gradients(strategy.model, batch.x, targets)
-            g_mix = per_sample_gradients(
-                strategy.model, batch.x_mix.detach(), targets_mix
-            )
-            buf = batch.is_buffer.to(g_pool.dtype)
-            g = (g_pool * buf.view(-1, 1)).sum(dim=0)
-            count = buf.sum()
-            _all_reduce_sum(g, count)
-            total = g_mix @ g
-            if not self.leave_one_out:
-                return total / count.clamp_min(1.0)
-            own_a = (g_mix * g_pool).sum(dim=1)
-            own_b = (g_mix * g_pool[batch.partner]).sum(dim=1)
-        return leave_one_out_mean(
-            total, count, own_a, own_b, batch.is_buffer, batch.partner
+        g_pool = per_sample_gradients(strategy.model, batch.x, targets)
+        g_mix = per_sample_gradients(strategy.model, batch.x_mix.detach(), targets_mix)
+        return flat_buffer_alignment(
+            g_pool,
+            g_mix,
+            batch.is_buffer,
+            batch.partner,
+            leave_one_out=self.leave_one_out,
+            reduce=_all_reduce_sum,
         )
 
     def sample_weights(
