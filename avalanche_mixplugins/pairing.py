@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from avalanche_mixplugins.validation import check_one_of
+from avalanche_mixplugins.validation import check_one_of, check_positive_int
 
 PAIRINGS = ("all", "buffer_current", "current")
 FALLBACKS = ("none", "same_class")
@@ -145,6 +145,8 @@ class GradientPairs(PairPolicy):
         scores, in [0, 1].
     :param fallback: ``"none"`` (a sample with no helpful partner is not
         mixed) or ``"same_class"`` (it is mixed with a sample of its class).
+    :param min_evidence: steps of evidence a pair needs before a positive
+        score counts as helpful (``1``: the step's own evidence suffices).
     """
 
     def __init__(
@@ -154,6 +156,7 @@ class GradientPairs(PairPolicy):
         momentum: float = 0.9,
         refresh: float = 0.1,
         fallback: str = "none",
+        min_evidence: int = 1,
     ):
         super().__init__(pairing=pairing)
         if not 0.0 <= float(momentum) < 1.0:
@@ -164,8 +167,11 @@ class GradientPairs(PairPolicy):
         self.momentum = float(momentum)
         self.refresh = float(refresh)
         self.fallback = fallback
+        self.min_evidence = check_positive_int("min_evidence", min_evidence)
         self.scores = torch.zeros(0, 0)
         self.seen = torch.zeros(0, 0, dtype=torch.bool)
+        self.steps = torch.zeros(0, 0)
+        """``C x C``: number of steps in which each pair received evidence."""
         self.exempt: Tensor | None = None
         """Optional bool ``(C,)``: pairs of two such classes are mixed whatever
         their score (they still receive evidence)."""
@@ -184,18 +190,27 @@ class GradientPairs(PairPolicy):
             seen = torch.zeros(
                 num_classes, num_classes, dtype=torch.bool, device=device
             )
+            steps = torch.zeros(num_classes, num_classes, device=device)
             scores[:old, :old] = self.scores.to(device)
             seen[:old, :old] = self.seen.to(device)
-            self.scores, self.seen = scores, seen
+            steps[:old, :old] = self.steps.to(device)
+            self.scores, self.seen, self.steps = scores, seen, steps
         elif self.scores.device != device:
             self.scores, self.seen = self.scores.to(device), self.seen.to(device)
+            self.steps = self.steps.to(device)
 
     def state_dict(self) -> dict:
-        return {"scores": self.scores.detach().cpu(), "seen": self.seen.cpu()}
+        return {
+            "scores": self.scores.detach().cpu(),
+            "seen": self.seen.cpu(),
+            "steps": self.steps.detach().cpu(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.scores = state["scores"].clone().float()
         self.seen = state["seen"].clone().bool()
+        # states saved before the step counts existed: one step per seen pair
+        self.steps = state.get("steps", self.seen.float()).clone().float()
 
     # -- steps -------------------------------------------------------------
     def _exempt_pairs(self, a: Tensor, b: Tensor) -> Tensor | None:
@@ -253,11 +268,14 @@ class GradientPairs(PairPolicy):
         new = torch.where(self.seen, smoothed, mean)
         self.scores = torch.where(has, new, self.scores)
         self.seen = self.seen | has
+        self.steps = self.steps.to(has.device) + has.float()
 
     def helpful(self, y: Tensor, partner: Tensor) -> Tensor:
         """Bool ``(N,)``: the class pair of each mixed sample has a positive score."""
         same = y == y[partner]
         positive = self.seen[y, y[partner]] & (self.scores[y, y[partner]] > 0)
+        if self.min_evidence > 1:
+            positive = positive & (self.steps[y, y[partner]] >= self.min_evidence)
         exempt = self._exempt_pairs(y, y[partner])
         if exempt is not None:
             positive = positive | exempt

@@ -108,6 +108,10 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         0.9 agreed best with the measured effect of a step on held-out
         previous-class loss (0.99 and a running mean lag behind the model).
     :param refresh: fraction of samples paired ignoring the scores, in [0, 1].
+    :param min_evidence: steps in which a pair must have been scored before
+        its positive score lets it into the mixed loss (``1``: the step's own
+        evidence suffices). Larger values keep noisy early scores, e.g. at the
+        start of an experience, from admitting pairs.
     :param fallback: ``"none"`` or ``"same_class"`` for samples with no
         helpful partner.
     :param no_buffer: ``"none"`` (default) or ``"mixup"``: what to do before
@@ -159,6 +163,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         grad_space: str = "last",
         momentum: float = 0.9,
         refresh: float = 0.1,
+        min_evidence: int = 1,
         fallback: str = "none",
         no_buffer: str = "none",
         leave_one_out: bool = True,
@@ -171,7 +176,11 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         check_one_of("no_buffer", no_buffer, NO_BUFFER_MODES)
         super().__init__(
             policy=GradientPairs(
-                pairing=pairing, momentum=momentum, refresh=refresh, fallback=fallback
+                pairing=pairing,
+                momentum=momentum,
+                refresh=refresh,
+                fallback=fallback,
+                min_evidence=min_evidence,
             ),
             mix=mix,
             alpha=alpha,

@@ -209,3 +209,37 @@ def test_helpful_steps_lower_the_buffer_loss_detrimental_raise_it(digits_tensors
     print(f"buffer-loss change: helpful {mean_h:+.4f}, detrimental {mean_d:+.4f}")
     # measured: helpful -0.025, detrimental +0.146 (30 draws, lr 0.05)
     assert mean_h < -0.01 and mean_d > 0.05, (mean_h, mean_d)
+
+
+def test_a_pair_needs_min_evidence_steps_before_it_counts_as_helpful():
+    policy = GradientPairs(momentum=0.0, min_evidence=3)
+    policy.grow(2)
+    y = torch.tensor([0, 1])
+    partner = torch.tensor([1, 0])
+    sums = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    counts = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    verdicts = []
+    for _ in range(4):
+        policy.update(sums, counts)
+        verdicts.append(bool(policy.helpful(y, partner).all()))
+    # positive from the first step, trusted from the third
+    assert verdicts == [False, False, True, True]
+    # a step without evidence for the pair does not count
+    fresh = GradientPairs(momentum=0.0, min_evidence=2)
+    fresh.grow(2)
+    fresh.update(sums, counts)
+    fresh.update(torch.zeros(2, 2), torch.zeros(2, 2))
+    assert not fresh.helpful(y, partner).any()
+    # the counts survive a state round trip; old states count one step per seen pair
+    clone = GradientPairs(min_evidence=3)
+    clone.load_state_dict(policy.state_dict())
+    assert clone.helpful(y, partner).all()
+    old_state = {k: v for k, v in fresh.state_dict().items() if k != "steps"}
+    clone.load_state_dict(old_state)
+    assert clone.steps[0, 1] == 1
+    default = GradientPairs(momentum=0.0)
+    default.grow(2)
+    default.update(sums, counts)
+    assert default.helpful(y, partner).all()
+    with pytest.raises(ValueError, match="min_evidence"):
+        GradientPairs(min_evidence=0)
