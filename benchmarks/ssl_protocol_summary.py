@@ -22,6 +22,11 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+TARGET_ECE = -0.30
+"""The relative ECE change a seed must reach (issue target: -30%)."""
+TARGET_ACC = 0.005
+"""The accuracy a seed may lose against its base (half a point)."""
+
 
 def _load(paths):
     runs = []
@@ -50,6 +55,30 @@ def _pct(x):
     return f"{100 * x:+.1f}%"
 
 
+def _paired_table(paired) -> str:
+    """Mean +- std of the per-seed changes against the base, and the seeds that
+    reach the target (ECE at least ``TARGET_ECE`` lower at an accuracy at most
+    ``TARGET_ACC`` below the base's)."""
+    rows = [
+        f"Paired changes against the base of the same seed (target per seed: ECE "
+        f"{100 * TARGET_ECE:+.0f}% or lower at accuracy >= base "
+        f"{-100 * TARGET_ACC:+.1f} point):\n",
+        "| method | seeds | ECE change | accuracy change (points) | seeds at target |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for method, changes, dacc in paired:
+        ece = [c for _, c in changes]
+        acc = [100 * d for _, d in dacc]
+        hits = sum(c <= TARGET_ECE and d >= -100 * TARGET_ACC for c, d in zip(ece, acc))
+        spread = f" ± {100 * statistics.stdev(ece):.1f}" if len(ece) > 1 else ""
+        aspread = f" ± {statistics.stdev(acc):.2f}" if len(acc) > 1 else ""
+        rows.append(
+            f"| {method} | {len(ece)} | {100 * statistics.mean(ece):+.1f}%{spread} "
+            f"| {statistics.mean(acc):+.2f}{aspread} | {hits} of {len(ece)} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
 def tables(runs) -> str:
     out = []
     for split in ("val", "test"):
@@ -60,6 +89,7 @@ def tables(runs) -> str:
         by_method = defaultdict(list)
         for r in group:
             by_method[(r["_base"], r["method"])].append(r)
+        paired = []
         out.append(f"### {split} split\n")
         out.append(
             "| method | n | accuracy | ECE (15) | ECE (10) | ECE change per seed "
@@ -88,7 +118,11 @@ def tables(runs) -> str:
                 f"| {_pct(statistics.mean(c for _, c in changes)) if changes else ''} "
                 f"| {', '.join(f's{k} {d:+.4f}' for k, d in dacc)} |"
             )
+            if changes:
+                paired.append((method, changes, dacc))
         out.append("")
+        if paired:
+            out.append(_paired_table(paired))
     cms = [r for r in runs if r.get("calibratemix")]
     if cms:
         out.append("### CalibrateMix runs: APM updates and split diagnostics\n")
