@@ -28,23 +28,29 @@ def _run(tmp_path, method, algorithm, seed, acc, ece):
 
 
 def test_paired_table_by_hand(tmp_path, summary):
-    paths = [
-        _run(tmp_path, "fixmatch", "fixmatch", 0, 0.60, 0.20),
-        _run(tmp_path, "fixmatch", "fixmatch", 1, 0.70, 0.10),
-        # seed 0: ECE 0.20 -> 0.12 (-40%) at -0.4 point: at the target
-        _run(tmp_path, "fixmatch+cm", "fixmatch", 0, 0.596, 0.12),
-        # seed 1: ECE 0.10 -> 0.08 (-20%) at +1 point: not at the target
-        _run(tmp_path, "fixmatch+cm", "fixmatch", 1, 0.71, 0.08),
+    # one base per seed (accuracy 0.60, ECE 0.20), and per seed the method's
+    # (ECE change, accuracy change in points):
+    #   s0 (-40%, -0.4): at the target
+    #   s1 (-20%, +1.0): ECE not low enough
+    #   s2 (-35%, +0.8): at the target
+    #   s3 (-45%, -1.1): accuracy lost
+    #   s4 (-50%, -2.0): accuracy lost
+    method = [(0.596, 0.12), (0.610, 0.16), (0.608, 0.13), (0.589, 0.11), (0.58, 0.10)]
+    paths = [_run(tmp_path, "fixmatch", "fixmatch", s, 0.60, 0.20) for s in range(5)]
+    paths += [
+        _run(tmp_path, "fixmatch+cm", "fixmatch", s, acc, ece)
+        for s, (acc, ece) in enumerate(method)
     ]
     text = summary.tables(summary._load(paths))
     row = next(
-        line for line in text.splitlines() if line.startswith("| fixmatch+cm | 2 | -")
+        line for line in text.splitlines() if line.startswith("| fixmatch+cm | 5 | -")
     )
     cells = [c.strip() for c in row.strip("|").split("|")]
-    # mean of -40% and -20%, sample std 14.1; accuracy (-0.4 + 1.0) / 2
-    assert cells[2] == "-30.0% ± 14.1"
-    assert cells[3] == "+0.30 ± 0.99"
-    assert cells[4] == "1 of 2"
+    # ECE: mean of -40, -20, -35, -45, -50 and its sample std (sqrt(530 / 4))
+    assert cells[2] == "-38.0% ± 11.5"
+    # accuracy: mean -1.7 / 5, sample std sqrt(6.432 / 4)
+    assert cells[3] == "-0.34 ± 1.27"
+    assert cells[4] == "2 of 5"
 
 
 def test_runs_without_a_base_are_not_paired(tmp_path, summary):
