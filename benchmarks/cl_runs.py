@@ -188,11 +188,16 @@ class LossTracker:
         self.plugin = _Plugin()
 
 
-def run(cfg: RunConfig, *, threads: int = 1, on_experience=None) -> dict:
+def run(
+    cfg: RunConfig, *, threads: int = 1, on_experience=None, extra_plugins=()
+) -> dict:
     """Train the stream of ``cfg``; return accuracies, forgetting and losses.
 
     :param on_experience: optional ``callback(strategy, plugin, bench, i)``
         called after experience ``i`` (used by the fidelity benchmark).
+    :param extra_plugins: callables ``make(mixing_plugin) -> SupervisedPlugin``
+        whose plugins are added after the mixing plugin (so their
+        ``before_backward`` sees its last mixed batch); used by diagnostics.
     """
     torch.set_num_threads(threads)
     warnings.filterwarnings("ignore")
@@ -203,6 +208,7 @@ def run(cfg: RunConfig, *, threads: int = 1, on_experience=None) -> dict:
     plugin = plugin_for(cfg)
     tracker = LossTracker()
     plugins = [p for p in (plugin, tracker.plugin) if p is not None]
+    plugins += [make(plugin) for make in extra_plugins]
     strategy = strategy_for(cfg, model, plugins)
     n = len(bench.train_stream)
     acc = np.zeros((n, n))
