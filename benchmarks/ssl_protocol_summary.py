@@ -79,7 +79,36 @@ def _paired_table(paired) -> str:
     return "\n".join(rows) + "\n"
 
 
-def tables(runs) -> str:
+def _diagnostics_by_method(cms) -> str:
+    """Means over the seeds of each method's split diagnostics."""
+    groups = defaultdict(list)
+    for r in cms:
+        groups[(r["_split"], r["method"])].append(r)
+    rows = [
+        "### CalibrateMix runs: APM updates and split diagnostics (means over seeds)\n",
+        "| split | method | runs | APM updates per sample (mean, min) "
+        "| easy / hard / undecided | APM easy / hard | AUM easy / hard | pair cosine |",
+        "| --- | --- | ---: | --- | --- | --- | --- | ---: |",
+    ]
+
+    def m(rs, key):
+        return statistics.mean(r["calibratemix"]["split"][key] for r in rs)
+
+    for (split, method), rs in sorted(groups.items()):
+        upd = [r["calibratemix"]["apm_updates_per_sample"] for r in rs]
+        rows.append(
+            f"| {split} | {method} | {len(rs)} "
+            f"| {statistics.mean(u['mean'] for u in upd):.1f}, {min(u['min'] for u in upd)} "
+            f"| {m(rs, 'unlabeled_easy_fraction'):.2f} / {m(rs, 'unlabeled_hard_fraction'):.2f}"
+            f" / {m(rs, 'unlabeled_undecided_fraction'):.2f} "
+            f"| {m(rs, 'unlabeled_easy_apm'):.2f} / {m(rs, 'unlabeled_hard_apm'):.2f} "
+            f"| {m(rs, 'labeled_easy_aum'):.2f} / {m(rs, 'labeled_hard_aum'):.2f} "
+            f"| {m(rs, 'pair_similarity'):.3f} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def tables(runs, *, per_run: bool = False) -> str:
     out = []
     for split in ("val", "test"):
         group = [r for r in runs if r["_split"] == split]
@@ -124,7 +153,7 @@ def tables(runs) -> str:
         if paired:
             out.append(_paired_table(paired))
     cms = [r for r in runs if r.get("calibratemix")]
-    if cms:
+    if cms and per_run:
         out.append("### CalibrateMix runs: APM updates and split diagnostics\n")
         out.append(
             "| split | method | seed | pool | APM updates per sample (mean, min) "
@@ -146,6 +175,8 @@ def tables(runs) -> str:
                 f"| {d['pair_similarity']:.3f} |"
             )
         out.append("")
+    elif cms:
+        out.append(_diagnostics_by_method(cms))
     return "\n".join(out)
 
 
@@ -154,8 +185,13 @@ def main(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("results", nargs="+", help="JSON files of the runs")
+    p.add_argument(
+        "--per-run",
+        action="store_true",
+        help="one diagnostics row per run instead of the means per method",
+    )
     args = p.parse_args(argv)
-    text = tables(_load(args.results))
+    text = tables(_load(args.results), per_run=args.per_run)
     print(text)
     return text
 
