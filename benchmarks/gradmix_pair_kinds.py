@@ -41,8 +41,9 @@ class MixRecorder(SupervisedPlugin):
     def before_backward(self, strategy, **kwargs):
         batch, w = self.mixing.last_batch, self.mixing.last_weights
         exp = strategy.experience.current_experience
-        if batch is None:  # no mixed term this step
-            self.steps[exp].append({"n": 0, "loss": 0.0})
+        if batch is None:  # no mixed term this step: its samples count as unmixed
+            n = len(self.mixing.training_samples(strategy)[1])
+            self.steps[exp].append({"n": n, "loss": 0.0})
             return
         buf = batch.is_buffer
         partner_buf = buf[batch.partner]
