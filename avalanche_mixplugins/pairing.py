@@ -27,7 +27,9 @@ from torch import Tensor
 
 from avalanche_mixplugins.validation import check_one_of, check_positive_int
 
-PAIRINGS = ("all", "buffer_current", "current")
+PAIRINGS = ("all", "buffer_current", "with_buffer", "current")
+#: pairings under which nothing can be mixed before a buffer exists
+BUFFER_PAIRINGS = ("buffer_current", "with_buffer")
 FALLBACKS = ("none", "same_class")
 NO_BUFFER_MODES = ("mixup", "none")
 
@@ -42,8 +44,10 @@ def allowed_pairs(is_buffer: Tensor, pairing: str) -> Tensor:
 
     :param is_buffer: bool ``(N,)``, true for previous-task (buffer) samples.
     :param pairing: ``"all"`` (any two distinct samples), ``"buffer_current"``
-        (one buffer and one current sample) or ``"current"`` (two current
-        samples; buffer samples are never mixed).
+        (one buffer and one current sample), ``"with_buffer"`` (two distinct
+        samples, at least one from the buffer: every pair but two current
+        samples) or ``"current"`` (two current samples; buffer samples are
+        never mixed).
     """
     check_pairing(pairing)
     n = is_buffer.shape[0]
@@ -52,6 +56,8 @@ def allowed_pairs(is_buffer: Tensor, pairing: str) -> Tensor:
         return distinct
     if pairing == "buffer_current":
         return is_buffer.view(-1, 1) != is_buffer.view(1, -1)
+    if pairing == "with_buffer":
+        return distinct & (is_buffer.view(-1, 1) | is_buffer.view(1, -1))
     cur = ~is_buffer
     return distinct & cur.view(-1, 1) & cur.view(1, -1)
 

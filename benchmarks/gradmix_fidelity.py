@@ -3,11 +3,31 @@
 For a model trained into the second and third experience of a real stream
 (ER, ``GradMixPlugin``), every class pair the plugin has scored is checked
 against an independent measurement: one small SGD step (all parameters,
-plain SGD, eval mode) on freshly drawn mixed samples of that pair, and the
-change of the loss on **held-out** previous-class images (validation images,
-never trained on, never in the buffer). A pair is helpful when that loss
-falls. The benchmark prints the sign agreement between each scoring rule and
-the measured change, over all scored pairs and over those above the median
+plain SGD) on freshly drawn mixed samples of that pair, and the change of a
+loss on previous-class images. A pair is helpful when that loss falls.
+
+The step is taken two ways:
+
+``train`` step
+    batch norm in training mode, as in every training step: the pair's
+    mixed samples are forwarded together with a training-like batch (32
+    current and 32 buffer samples, mixed with random partners) whose rows
+    only provide batch statistics; running statistics are frozen;
+``eval`` step
+    batch norm on its running statistics (for models without batch norm the
+    two are the same).
+
+and two losses are measured after it (in eval mode):
+
+``held-out``
+    the cross-entropy on held-out previous-class images (validation images,
+    never trained on, never in the buffer): what forgetting is about;
+``buffer``
+    the cross-entropy on the buffer samples that were **not** drawn into the
+    probe's mixed samples (a separate buffer draw).
+
+The benchmark prints the sign agreement between each scoring rule and each
+measured change, over all scored pairs and over those above the median
 ``|score|``.
 
 Rules compared (all from the same run, recorded step by step):
@@ -129,7 +149,41 @@ def probe(strategy, plugin, bench, i, recorder, args, rows):
         with torch.no_grad():
             return float(F.cross_entropy(m(x_val), y_val))
 
+    def buf_losses(m):
+        with torch.no_grad():
+            return F.cross_entropy(m(x_buf), y_buf, reduction="none")
+
     clean = copy.deepcopy(model)
+    n_cur = x_cur.shape[0]
+    ctx_gen = torch.Generator().manual_seed(args.seed * 100 + i + 50)
+
+    def context_batch():
+        """A training-like mixed batch (32 current + 32 buffer samples)."""
+        ic = torch.randint(0, n_cur, (32,), generator=ctx_gen)
+        ib = torch.randint(0, x_buf.shape[0], (32,), generator=ctx_gen)
+        xx = torch.cat([x_cur[ic], x_buf[ib]])
+        perm = torch.randperm(64, generator=ctx_gen)
+        return mix_inputs(xx, perm, sample_lambda(plugin.alpha, 64, generator=ctx_gen))
+
+    def step_changes(x_mix, t_mix, other, mode):
+        """Held-out and buffer loss changes after one SGD step on the pair."""
+        m = copy.deepcopy(clean)
+        if mode == "train":
+            m.train()
+            for mod in m.modules():
+                if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                    mod.momentum = 0.0  # batch statistics, running ones frozen
+            out = m(torch.cat([x_mix, context_batch()]))[: x_mix.shape[0]]
+        else:
+            out = m(x_mix)
+        opt = torch.optim.SGD(m.parameters(), lr=args.lr)
+        soft_cross_entropy(out, t_mix).mean().backward()
+        opt.step()
+        m.eval()
+        held_out = val_loss(m) - base
+        buffer = float((buf_losses(m) - base_buf)[other].mean())
+        return held_out, buffer
+
     _, head = find_linear_head(model)
     cap = HeadCapture(model, head)
     with torch.no_grad():
@@ -142,6 +196,7 @@ def probe(strategy, plugin, bench, i, recorder, args, rows):
     sel = sel[:512]
     g_val = per_sample_gradients(model, x_val[sel], one_hot(y_val[sel], c)).mean(0)
     base = val_loss(model)
+    base_buf = buf_losses(model)
     seen = plugin.scored_pairs.numpy()
     for a in sorted(set(old) | set(classes_now)):
         for b in sorted(set(old) | set(classes_now)):
@@ -151,7 +206,8 @@ def probe(strategy, plugin, bench, i, recorder, args, rows):
             ib = torch.nonzero(pool_y == b).flatten()
             if ia.numel() < 2 or ib.numel() < 2:
                 continue
-            deltas, p_last, p_full, p_val = [], [], [], []
+            deltas = {k: [] for k in TARGETS}
+            p_last, p_full, p_val = [], [], []
             for _ in range(args.repeats):
                 sa = ia[torch.randint(0, ia.numel(), (args.n,), generator=gen)]
                 sb = ib[torch.randint(0, ib.numel(), (args.n,), generator=gen)]
@@ -178,11 +234,14 @@ def probe(strategy, plugin, bench, i, recorder, args, rows):
                 g_mix = per_sample_gradients(model, x_mix, t_mix)
                 p_full.append(float((g_mix @ g_full).mean()))
                 p_val.append(float((g_mix @ g_val).mean()))
-                m = copy.deepcopy(clean)
-                opt = torch.optim.SGD(m.parameters(), lr=args.lr)
-                soft_cross_entropy(m(x_mix), t_mix).mean().backward()
-                opt.step()
-                deltas.append(val_loss(m) - base)
+                # the buffer samples the probe did not mix: a separate draw
+                other = torch.ones(x_buf.shape[0], dtype=torch.bool)
+                used = torch.cat([sa, sb])
+                other[used[used >= n_cur] - n_cur] = False
+                for mode in ("train", "eval"):
+                    held_out, buffer = step_changes(x_mix, t_mix, other, mode)
+                    deltas[f"delta_{mode}"].append(held_out)
+                    deltas[f"delta_buffer_{mode}"].append(buffer)
                 cap.clear()
             row = {
                 "seed": args.seed,
@@ -195,7 +254,7 @@ def probe(strategy, plugin, bench, i, recorder, args, rows):
                     if a not in old and b not in old
                     else "old-new"
                 ),
-                "delta": float(np.mean(deltas)),
+                **{k: float(np.nanmean(v)) for k, v in deltas.items()},
                 "probe_last": float(np.mean(p_last)),
                 "probe_full": float(np.mean(p_full)),
                 "probe_val": float(np.mean(p_val)),
@@ -208,9 +267,20 @@ def probe(strategy, plugin, bench, i, recorder, args, rows):
     cap.remove()
 
 
-def agreement(rows, key) -> tuple[float, float, int]:
+TARGETS = ("delta_train", "delta_eval", "delta_buffer_train", "delta_buffer_eval")
+TARGET_NAMES = {
+    "delta_train": "held-out, train step",
+    "delta_eval": "held-out, eval step",
+    "delta_buffer_train": "buffer, train step",
+    "delta_buffer_eval": "buffer, eval step",
+}
+
+
+def agreement(rows, key, target="delta_train") -> tuple[float, float, int]:
+    """Sign agreement of ``key`` with ``-target`` (all rows, above median |key|)."""
+    rows = [r for r in rows if np.isfinite(r[target])]
     s = np.array([r[key] for r in rows])
-    d = np.array([r["delta"] for r in rows])
+    d = np.array([r[target] for r in rows])
     agree = np.sign(s) == -np.sign(d)
     top = np.abs(s) >= np.median(np.abs(s))
     return float(agree.mean()), float(agree[top].mean()), len(rows)
@@ -258,30 +328,60 @@ def main(argv=None):
             run(cfg, on_experience=on_exp)
         except StopIteration:
             pass
+    report(rows, args)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+
+
+def kind_majority(rows, target) -> float:
+    """Agreement of a rule that knows only the pair's kind (old-old, old-new,
+    new-new) and calls each kind by its majority measured sign.
+
+    It reads the measurement, so it is a reference, not a usable rule: how
+    much of a score's agreement the pair kind alone explains.
+    """
+    agree = []
+    for kind in {r["kind"] for r in rows}:
+        sub = np.array(
+            [r[target] for r in rows if r["kind"] == kind and np.isfinite(r[target])]
+        )
+        if sub.size:
+            helpful = (sub < 0).mean() >= 0.5
+            agree.extend((sub < 0) == helpful)
+    return float(np.mean(agree))
+
+
+def report(rows, args) -> None:
+    """Print the agreement of every rule with every measured change."""
     print(f"{len(rows)} scored pairs, dataset {args.dataset}, seeds {args.seeds}")
-    print("| rule | sign agreement (all) | above median abs score |")
-    print("| --- | --- | --- |")
-    for key in (
-        "plugin",
-        "ema0.9",
-        "ema0.99",
-        "mean",
-        "probe_last",
-        "probe_full",
-        "probe_val",
-    ):
-        a, t, _ = agreement(rows, key)
-        print(f"| {key} | {a:.2f} | {t:.2f} |")
+    print("sign agreement, all pairs / pairs above the median |score|:")
+    print("| rule | " + " | ".join(TARGET_NAMES[t] for t in TARGETS) + " |")
+    print("| --- |" + " --- |" * len(TARGETS))
+    for key in RULES:
+        cells = []
+        for target in TARGETS:
+            a, t, _ = agreement(rows, key, target)
+            cells.append(f"{a:.2f} / {t:.2f}")
+        print(f"| {key} | " + " | ".join(cells) + " |")
+    cells = ", ".join(
+        f"{kind_majority(rows, t):.2f} ({TARGET_NAMES[t]})" for t in TARGETS
+    )
+    print(f"pair kind alone (each kind's majority measured sign, an oracle): {cells}")
     for kind in ("old-old", "old-new", "new-new"):
         sub = [r for r in rows if r["kind"] == kind]
         if sub:
-            d = np.mean([r["delta"] < 0 for r in sub])
-            a = agreement(sub, "plugin")[0]
-            print(
-                f"{kind}: {len(sub)} pairs, measured helpful {d:.2f}, plugin agreement {a:.2f}"
+            falls = np.mean([r["delta_train"] < 0 for r in sub])
+            cells = ", ".join(
+                f"{agreement(sub, 'plugin', t)[0]:.2f} ({TARGET_NAMES[t]})"
+                for t in TARGETS
             )
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=1))
+            print(
+                f"{kind}: {len(sub)} pairs, held-out loss falls for {falls:.2f} "
+                f"(train step); plugin agreement {cells}"
+            )
+
+
+RULES = ("plugin", "ema0.9", "ema0.99", "mean", "probe_last", "probe_full", "probe_val")
 
 
 if __name__ == "__main__":

@@ -379,9 +379,10 @@ def parser():
     p.add_argument(
         "--pairing",
         default="all",
-        choices=("all", "buffer_current", "current"),
+        choices=("all", "buffer_current", "with_buffer", "current"),
         help="which samples the mixing plugin may pair: any two, a buffer sample with a "
-        "current one, or current samples only (default: %(default)s)",
+        "current one, any two but two current ones, or current samples only "
+        "(default: %(default)s)",
     )
     add_run_options(
         p,

@@ -41,7 +41,7 @@ from avalanche_mixplugins.mixing import (
     mixed_cross_entropy,
     sample_lambda,
 )
-from avalanche_mixplugins.pairing import PairPolicy, RandomPairs
+from avalanche_mixplugins.pairing import BUFFER_PAIRINGS, PairPolicy, RandomPairs
 from avalanche_mixplugins.validation import (
     check_alpha,
     check_fraction,
@@ -229,7 +229,7 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         self, strategy: SupervisedTemplate, y: Tensor, is_buffer: Tensor
     ) -> tuple[Tensor, Tensor] | None:
         """Partners and active mask, or ``None`` to skip mixing this step."""
-        if self.policy.pairing == "buffer_current" and not self._has_previous:
+        if self.policy.pairing in BUFFER_PAIRINGS and not self._has_previous:
             return None
         return self.policy.select(y, is_buffer, generator=self.generator)
 
@@ -360,8 +360,10 @@ class RandomMixPlugin(MixingPlugin, supports_distributed=True):
         (>= 0). The default 1.0 trains on the original and the mixed batch
         with equal weight.
     :param pairing: ``"all"`` (any two samples), ``"buffer_current"`` (a buffer
-        sample with a current one; nothing is mixed before a buffer exists) or
-        ``"current"`` (current samples only).
+        sample with a current one), ``"with_buffer"`` (any pair with a buffer
+        sample: all but two current samples; with ``"buffer_current"``,
+        nothing is mixed before a buffer exists) or ``"current"`` (current
+        samples only).
     :param asymmetric: ``"current"``/``True``, ``"both"`` or ``False``; see
         :class:`MixingPlugin` (``None``: ``"current"`` for ``ER_ACE`` and
         ``ER_AML``, off otherwise).

@@ -22,6 +22,7 @@ from avalanche_mixplugins.gradients import (
 )
 from avalanche_mixplugins.mixing import mix_targets, one_hot
 from avalanche_mixplugins.pairing import (
+    BUFFER_PAIRINGS,
     NO_BUFFER_MODES,
     GradientPairs,
     allowed_pairs,
@@ -101,7 +102,8 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
     :param mix: ``"mixup"`` or ``"cutmix"`` (GradMix+CutMix is an extension).
     :param prob: chance that an iteration is mixed, in [0, 1].
     :param weight: weight of the mixed loss added to the strategy's loss.
-    :param pairing: ``"all"``, ``"buffer_current"`` or ``"current"``.
+    :param pairing: ``"all"``, ``"buffer_current"``, ``"with_buffer"`` or
+        ``"current"`` (see :func:`~avalanche_mixplugins.pairing.allowed_pairs`).
     :param grad_space: ``"last"`` (closed form, last linear layer) or
         ``"full"`` (exact, all parameters).
     :param momentum: smoothing of the pair scores across steps, in [0, 1).
@@ -297,7 +299,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
     # -- policy ------------------------------------------------------------------
     def select_pairs(self, strategy, y, is_buffer):
         if not self._has_previous:
-            if self.no_buffer == "none" or self.policy.pairing == "buffer_current":
+            if self.no_buffer == "none" or self.policy.pairing in BUFFER_PAIRINGS:
                 return None
             allowed = allowed_pairs(is_buffer, self.policy.pairing)
             return draw_partners(allowed, generator=self.generator)

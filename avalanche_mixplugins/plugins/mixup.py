@@ -15,8 +15,8 @@ class MixupPlugin(RandomMixPlugin, supports_distributed=True):
     (:func:`~avalanche_mixplugins.mixing.mix_inputs`). Pairs, ``lam`` and the
     loss are those of :class:`~avalanche_mixplugins.plugins.base.RandomMixPlugin`,
     whose constructor arguments this class takes: ``alpha``, ``prob``,
-    ``weight``, ``pairing`` (``"all"``, ``"buffer_current"`` or
-    ``"current"``), ``asymmetric`` and ``seed``.
+    ``weight``, ``pairing`` (``"all"``, ``"buffer_current"``,
+    ``"with_buffer"`` or ``"current"``), ``asymmetric`` and ``seed``.
     """
 
     mix_mode = "mixup"

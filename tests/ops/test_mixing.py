@@ -118,11 +118,35 @@ def test_pairing_modes_respect_buffer_labels():
             y, is_buffer, generator=g
         )
         assert active.all() and torch.all(is_buffer[p] != is_buffer)
+        p, active = RandomPairs(pairing="with_buffer").select(y, is_buffer, generator=g)
+        assert active.all() and torch.all(p != torch.arange(10))
+        assert torch.all(is_buffer[p] | is_buffer)
         p, active = RandomPairs(pairing="current").select(y, is_buffer, generator=g)
         assert torch.equal(active, ~is_buffer)
         assert torch.all(~is_buffer[p[active]]) and torch.all(
             p[active] != torch.arange(10)[active]
         )
+
+
+def test_allowed_pairs_match_a_loop_over_sample_pairs():
+    is_buffer = torch.tensor([True, False, True, False, False])
+    rule = {
+        "all": lambda bi, bj: True,
+        "buffer_current": lambda bi, bj: bi != bj,
+        "with_buffer": lambda bi, bj: bi or bj,
+        "current": lambda bi, bj: not bi and not bj,
+    }
+    for pairing, ok in rule.items():
+        expected = torch.tensor(
+            [
+                [
+                    i != j and ok(bool(is_buffer[i]), bool(is_buffer[j]))
+                    for j in range(5)
+                ]
+                for i in range(5)
+            ]
+        )
+        assert torch.equal(allowed_pairs(is_buffer, pairing), expected), pairing
 
 
 def test_draw_partners_marks_rows_without_candidates_inactive():
