@@ -153,6 +153,16 @@ class GradientPairs(PairPolicy):
         mixed) or ``"same_class"`` (it is mixed with a sample of its class).
     :param min_evidence: steps of evidence a pair needs before a positive
         score counts as helpful (``1``: the step's own evidence suffices).
+    :param kind_prior: a pair with no evidence yet in the current experience
+        takes the smoothed score of its **kind** (two previous classes, a
+        previous and a current class, two current classes; kinds are relative
+        to :attr:`current`), and its first evidence is smoothed from there.
+        New classes then start from what pairs of their kind did before,
+        instead of being mixed until their own evidence arrives, and a pair
+        whose kind changed (two current classes become two previous ones) is
+        not judged on its old score. Off (this class's default; GradMixPlugin
+        turns it on): a pair never scored is admitted on its first evidence
+        and a scored pair keeps its score.
     """
 
     def __init__(
@@ -163,6 +173,7 @@ class GradientPairs(PairPolicy):
         refresh: float = 0.1,
         fallback: str = "none",
         min_evidence: int = 1,
+        kind_prior: bool = False,
     ):
         super().__init__(pairing=pairing)
         if not 0.0 <= float(momentum) < 1.0:
@@ -181,6 +192,13 @@ class GradientPairs(PairPolicy):
         self.exempt: Tensor | None = None
         """Optional bool ``(C,)``: pairs of two such classes are mixed whatever
         their score (they still receive evidence)."""
+        self.kind_prior = bool(kind_prior)
+        self.current: Tensor | None = None
+        """Optional bool ``(C,)``: the current experience's classes (pair kinds)."""
+        self.fresh = torch.zeros(0, 0, dtype=torch.bool)
+        """``C x C``: pairs that received evidence in the current experience."""
+        self.kind_scores = torch.zeros(3)
+        self.kind_seen = torch.zeros(3, dtype=torch.bool)
 
     # -- state -------------------------------------------------------------
     @property
@@ -197,19 +215,56 @@ class GradientPairs(PairPolicy):
                 num_classes, num_classes, dtype=torch.bool, device=device
             )
             steps = torch.zeros(num_classes, num_classes, device=device)
+            fresh = torch.zeros_like(seen)
             scores[:old, :old] = self.scores.to(device)
             seen[:old, :old] = self.seen.to(device)
             steps[:old, :old] = self.steps.to(device)
+            if self.fresh.shape[0] == old:
+                fresh[:old, :old] = self.fresh.to(device)
             self.scores, self.seen, self.steps = scores, seen, steps
+            self.fresh = fresh
         elif self.scores.device != device:
             self.scores, self.seen = self.scores.to(device), self.seen.to(device)
-            self.steps = self.steps.to(device)
+            self.steps, self.fresh = self.steps.to(device), self.fresh.to(device)
+        self.kind_scores = self.kind_scores.to(device)
+        self.kind_seen = self.kind_seen.to(device)
+
+    def start_experience(self) -> None:
+        """Forget which pairs have evidence in the current experience."""
+        self.fresh = torch.zeros_like(self.seen)
+
+    def _kinds(self) -> Tensor | None:
+        """``C x C`` long: number of current classes in each pair (0, 1 or 2)."""
+        if not self.kind_prior or self.current is None:
+            return None
+        c = self.num_classes
+        cur = torch.zeros(c, dtype=torch.long, device=self.scores.device)
+        k = min(c, self.current.shape[0])
+        cur[:k] = self.current[:k].to(self.scores.device).long()
+        return cur.view(-1, 1) + cur.view(1, -1)
+
+    def effective(self) -> tuple[Tensor, Tensor]:
+        """The ``C x C`` scores and evidence mask that decisions use.
+
+        With ``kind_prior``, a pair with no evidence in the current experience
+        reads its kind's score; otherwise these are :attr:`scores` and
+        :attr:`seen`.
+        """
+        kinds = self._kinds()
+        if kinds is None:
+            return self.scores, self.seen
+        use_prior = ~self.fresh & self.kind_seen[kinds]
+        scores = torch.where(use_prior, self.kind_scores[kinds], self.scores)
+        return scores, self.seen | use_prior
 
     def state_dict(self) -> dict:
         return {
             "scores": self.scores.detach().cpu(),
             "seen": self.seen.cpu(),
             "steps": self.steps.detach().cpu(),
+            "fresh": self.fresh.cpu(),
+            "kind_scores": self.kind_scores.detach().cpu(),
+            "kind_seen": self.kind_seen.cpu(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -217,6 +272,10 @@ class GradientPairs(PairPolicy):
         self.seen = state["seen"].clone().bool()
         # states saved before the step counts existed: one step per seen pair
         self.steps = state.get("steps", self.seen.float()).clone().float()
+        self.fresh = state.get("fresh", torch.zeros_like(self.seen)).clone().bool()
+        self.kind_scores = state.get("kind_scores", torch.zeros(3)).clone().float()
+        self.kind_seen = state.get("kind_seen", torch.zeros(3, dtype=torch.bool))
+        self.kind_seen = self.kind_seen.clone().bool()
 
     # -- steps -------------------------------------------------------------
     def _exempt_pairs(self, a: Tensor, b: Tensor) -> Tensor | None:
@@ -228,8 +287,9 @@ class GradientPairs(PairPolicy):
 
     def known_detrimental(self, y: Tensor) -> Tensor:
         """``(N, N)`` bool: the class pair of ``(i, j)`` has a score <= 0."""
-        s = self.scores[y][:, y]
-        blocked = self.seen[y][:, y] & (s <= 0)
+        scores, seen = self.effective()
+        s = scores[y][:, y]
+        blocked = seen[y][:, y] & (s <= 0)
         exempt = self._exempt_pairs(y.view(-1, 1), y.view(1, -1))
         return blocked if exempt is None else blocked & ~exempt
 
@@ -270,16 +330,37 @@ class GradientPairs(PairPolicy):
         """Fold a batch's per-pair sums and counts into the smoothed scores."""
         has = counts > 0
         mean = sums / counts.clamp_min(1.0)
-        smoothed = self.momentum * self.scores + (1.0 - self.momentum) * mean
-        new = torch.where(self.seen, smoothed, mean)
+        start, seen = self.effective()
+        smoothed = self.momentum * start + (1.0 - self.momentum) * mean
+        new = torch.where(seen, smoothed, mean)
+        kinds = self._kinds()
+        if kinds is not None:
+            self._update_kinds(kinds, sums, counts)
         self.scores = torch.where(has, new, self.scores)
         self.seen = self.seen | has
+        self.fresh = self.fresh.to(has.device) | has
         self.steps = self.steps.to(has.device) + has.float()
+
+    def _update_kinds(self, kinds: Tensor, sums: Tensor, counts: Tensor) -> None:
+        """Smooth each kind's score with the step's mean over its pairs."""
+        k_sums = torch.zeros(3, device=sums.device).index_add_(
+            0, kinds.flatten(), sums.flatten()
+        )
+        k_counts = torch.zeros(3, device=sums.device).index_add_(
+            0, kinds.flatten(), counts.flatten()
+        )
+        has = k_counts > 0
+        mean = k_sums / k_counts.clamp_min(1.0)
+        smoothed = self.momentum * self.kind_scores + (1.0 - self.momentum) * mean
+        new = torch.where(self.kind_seen, smoothed, mean)
+        self.kind_scores = torch.where(has, new, self.kind_scores)
+        self.kind_seen = self.kind_seen | has
 
     def helpful(self, y: Tensor, partner: Tensor) -> Tensor:
         """Bool ``(N,)``: the class pair of each mixed sample has a positive score."""
         same = y == y[partner]
-        positive = self.seen[y, y[partner]] & (self.scores[y, y[partner]] > 0)
+        scores, seen = self.effective()
+        positive = seen[y, y[partner]] & (scores[y, y[partner]] > 0)
         if self.min_evidence > 1:
             positive = positive & (self.steps[y, y[partner]] >= self.min_evidence)
         exempt = self._exempt_pairs(y, y[partner])

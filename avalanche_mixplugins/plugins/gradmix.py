@@ -69,7 +69,9 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
 
     1. partners are drawn among samples whose class pair is not known to be
        detrimental (a fraction ``refresh`` of the rows ignores the scores, so
-       every pair keeps getting evidence);
+       every pair keeps getting evidence); a pair with no evidence yet in the
+       current experience is judged by the smoothed score of its kind (two
+       previous classes, one of each, two current classes);
     2. the mixed batch is forwarded once (this forward also trains);
     3. the buffer's mean gradient is computed from the buffer (previous-class)
        samples of the step, **leaving out each candidate's own source
@@ -114,6 +116,17 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         its positive score lets it into the mixed loss (``1``: the step's own
         evidence suffices). Larger values keep noisy early scores, e.g. at the
         start of an experience, from admitting pairs.
+    :param kind_prior: a pair without evidence in the current experience
+        takes the smoothed score of its kind (two previous classes, one of
+        each, two current classes) until its own evidence arrives, and its
+        first evidence is smoothed from there (default; see
+        :class:`~avalanche_mixplugins.pairing.GradientPairs`). The sign of a
+        pair's effect on held-out old-class loss is mostly that of its kind,
+        so a new class starts from what its kind did in earlier experiences
+        instead of being mixed until it has evidence of its own; chosen on
+        validation data (it mattered most with few iterations per
+        experience). ``False``: a pair is admitted on its first evidence and
+        keeps its score across experiences.
     :param fallback: ``"none"`` or ``"same_class"`` for samples with no
         helpful partner.
     :param no_buffer: ``"none"`` (default) or ``"mixup"``: what to do before
@@ -166,6 +179,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         momentum: float = 0.9,
         refresh: float = 0.1,
         min_evidence: int = 1,
+        kind_prior: bool = True,
         fallback: str = "none",
         no_buffer: str = "none",
         leave_one_out: bool = True,
@@ -183,6 +197,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
                 refresh=refresh,
                 fallback=fallback,
                 min_evidence=min_evidence,
+                kind_prior=kind_prior,
             ),
             mix=mix,
             alpha=alpha,
@@ -231,6 +246,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
     # -- callbacks -----------------------------------------------------------------
     def before_training_exp(self, strategy: SupervisedTemplate, **kwargs):
         super().before_training_exp(strategy, **kwargs)
+        self.policy.start_experience()
         if self._capture is not None:
             self._capture.remove()
             self._capture = None
@@ -306,7 +322,14 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         n_labels = max(self._seen_classes | set(self._current_classes)) + 1
         self.policy.grow(n_labels, device=y.device)
         self.policy.exempt = self._exempt_classes(strategy, n_labels, y.device)
+        self._mark_current(n_labels, y.device)
         return super().select_pairs(strategy, y, is_buffer)
+
+    def _mark_current(self, n_labels: int, device) -> None:
+        """Tell the policy the current classes (the kinds of the pairs)."""
+        current = torch.zeros(n_labels, dtype=torch.bool, device=device)
+        current[self._current.to(device)] = True
+        self.policy.current = current
 
     def _filters_current(self, strategy: SupervisedTemplate) -> bool:
         if self.filter_current is not None:
@@ -404,6 +427,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         if not self._has_previous:
             return batch.active.float()
         self.policy.grow(batch.logits.shape[1], device=batch.y.device)
+        self._mark_current(batch.logits.shape[1], batch.y.device)
         inner = self.pair_inner_products(strategy, batch)
         has_buffer = batch.is_buffer.any()
         self._buffer_steps = self._buffer_steps + has_buffer.long()

@@ -47,6 +47,13 @@ class ForcedGradMix(GradMixPlugin):
         super().__init__(**kwargs)
         self.step = step
 
+    def before_training_exp(self, strategy, **kwargs):
+        # the replayed step is in the middle of its experience: keep which
+        # pairs already had evidence there (the loaded state)
+        fresh = self.policy.fresh.clone()
+        super().before_training_exp(strategy, **kwargs)
+        self.policy.fresh = fresh
+
     def mixed_batch(self, strategy):
         x, y, t, is_buffer = self.training_samples(strategy)
         s = self.step

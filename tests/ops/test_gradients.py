@@ -243,3 +243,56 @@ def test_a_pair_needs_min_evidence_steps_before_it_counts_as_helpful():
     assert default.helpful(y, partner).all()
     with pytest.raises(ValueError, match="min_evidence"):
         GradientPairs(min_evidence=0)
+
+
+def _pair_evidence(c: int, pairs: dict[tuple[int, int], float]):
+    """Per-pair sums and counts (one candidate per pair, symmetric) by hand."""
+    sums, counts = torch.zeros(c, c), torch.zeros(c, c)
+    for (a, b), v in pairs.items():
+        for i, j in {(a, b), (b, a)}:
+            sums[i, j] += v
+            counts[i, j] += 1
+    return sums, counts
+
+
+def test_kind_prior_starts_new_pairs_from_their_kind():
+    """Hand-worked: classes 0-1 old and 2-3 current, then 4-5 arrive."""
+
+    def policy(kind_prior):
+        p = GradientPairs(momentum=0.5, refresh=0.0, kind_prior=kind_prior)
+        p.grow(6)
+        p.current = torch.tensor([False, False, True, True, False, False])
+        # new-new -1, old-new -2 and -4 (kind mean -3), old-old +3
+        p.update(*_pair_evidence(6, {(2, 3): -1.0, (0, 2): -2.0, (1, 3): -4.0}))
+        p.update(*_pair_evidence(6, {(0, 1): 3.0}))
+        p.start_experience()
+        p.current = torch.tensor([False, False, False, False, True, True])
+        return p
+
+    y = torch.tensor([4, 5, 2, 3])
+    partner = torch.tensor([1, 0, 3, 2])  # pairs (4, 5) and (2, 3)
+    with_prior, without = policy(True), policy(False)
+    assert torch.allclose(with_prior.kind_scores, torch.tensor([3.0, -3.0, -1.0]))
+    # (4, 5) has no evidence: its kind (two current classes) scored -1
+    blocked = with_prior.known_detrimental(y)
+    assert blocked[0, 1] and not without.known_detrimental(y)[0, 1]
+    # (2, 3) was new-new (-1) and is now old-old: it reads that kind's +3
+    assert with_prior.helpful(y, partner).tolist() == [False, False, True, True]
+    assert without.helpful(y, partner).tolist() == [False, False, False, False]
+    # first evidence of (4, 5), +2: smoothed from the prior, 0.5 * -1 + 0.5 * 2
+    for p in (with_prior, without):
+        p.update(*_pair_evidence(6, {(4, 5): 2.0}))
+    assert with_prior.scores[4, 5] == pytest.approx(0.5)
+    assert without.scores[4, 5] == pytest.approx(2.0)  # first evidence replaces
+    assert with_prior.kind_scores[2] == pytest.approx(0.5)
+    # once a pair has its own evidence this experience, the prior is not used
+    assert with_prior.helpful(y, partner).tolist() == [True, True, True, True]
+    with_prior.update(*_pair_evidence(6, {(2, 3): -10.0}))
+    # (2, 3) smoothed from its kind's +3, not from its stale -1
+    assert with_prior.scores[2, 3] == pytest.approx(0.5 * 3.0 + 0.5 * -10.0)
+    assert with_prior.helpful(y, partner).tolist() == [True, True, False, False]
+    state = with_prior.state_dict()
+    again = GradientPairs(kind_prior=True)
+    again.load_state_dict(state)
+    assert torch.equal(again.kind_scores, with_prior.kind_scores)
+    assert torch.equal(again.fresh, with_prior.fresh)

@@ -363,3 +363,31 @@ def test_first_experience_is_not_mixed_by_default(digits_benchmark):
         strategy.train(exp)
     assert losses[0] and all(v is None for v in losses[0])
     assert any(v is not None for v in losses[1])
+
+
+def test_kind_prior_follows_the_experiences(digits_benchmark):
+    """With ``kind_prior`` the policy knows the current classes and starts each
+    experience with no pair holding evidence of its own."""
+    gradmix = GradMixPlugin(seed=0, kind_prior=True)
+    seen = {}
+
+    class Watch(SupervisedPlugin):
+        def before_training_iteration(self, strategy, **kwargs):
+            exp = strategy.experience.current_experience
+            if exp not in seen:
+                seen[exp] = bool(gradmix.policy.fresh.any())
+
+    strategy = cl_strategy(
+        "naive_replay", PlainConvNet(num_classes=10), [gradmix, Watch()]
+    )
+    for exp in digits_benchmark.train_stream[:3]:
+        strategy.train(exp)
+    current = {int(c) for c in exp.classes_in_this_experience}
+    marked = set(torch.nonzero(gradmix.policy.current).flatten().tolist())
+    assert marked == current
+    # at the first step of experiences 2 and 3 no pair had evidence yet
+    assert seen[1] is False and seen[2] is False
+    # every kind has been scored, and the pairs of this experience are fresh
+    assert gradmix.policy.kind_seen.all()
+    c = sorted(current)
+    assert gradmix.policy.fresh[c[0], c[1]] or gradmix.policy.fresh[c[0], c[0]]
