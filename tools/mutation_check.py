@@ -310,10 +310,31 @@ BUGS: list[Bug] = [
     ),
     Bug(
         "gm-fidelity-sign", "gradmix", "avalanche_mixplugins/pairing.py",
-        "        smoothed = self.momentum * self.scores + (1.0 - self.momentum) * mean",
-        "        smoothed = self.momentum * self.scores - (1.0 - self.momentum) * mean",
+        "        smoothed = self.momentum * start + (1.0 - self.momentum) * mean",
+        "        smoothed = self.momentum * start - (1.0 - self.momentum) * mean",
         ("tests/plugins/test_gradmix_method.py::test_pair_scores_predict_what_a_step_does_to_old_classes",),
         "the smoothing subtracts new evidence (scores stop tracking the measured effect)",
+    ),
+    Bug(
+        "gm-kind-prior-ignored", "gradmix", "avalanche_mixplugins/pairing.py",
+        "        use_prior = ~self.fresh & self.kind_seen[kinds]",
+        "        use_prior = ~self.seen & self.kind_seen[kinds]",
+        ("tests/ops/test_gradients.py::test_kind_prior_starts_new_pairs_from_their_kind",),
+        "the kind prior only reaches pairs never scored (old pairs keep stale scores)",
+    ),
+    Bug(
+        "gm-kinds-swapped", "gradmix", "avalanche_mixplugins/pairing.py",
+        "        return cur.view(-1, 1) + cur.view(1, -1)",
+        "        return 2 - cur.view(-1, 1) - cur.view(1, -1)",
+        ("tests/ops/test_gradients.py::test_kind_prior_starts_new_pairs_from_their_kind",),
+        "pair kinds counted from the previous classes (new-new pairs read old-old's score)",
+    ),
+    Bug(
+        "gm-experience-not-restarted", "gradmix", "avalanche_mixplugins/plugins/gradmix.py",
+        "        self.policy.start_experience()",
+        "        pass",
+        ("tests/plugins/test_gradmix_method.py::test_kind_prior_follows_the_experiences",),
+        "pairs keep their evidence flag across experiences (the kind prior never applies again)",
     ),
     # ----------------------------------------------------- CalibrateMix / SSL
     # (to be added by the owners of ssl_ext)
