@@ -222,7 +222,7 @@ def mixed_cross_entropy(
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-ASYMMETRIC_MODES = ("current", "both")
+ASYMMETRIC_MODES = ("current", "both", "all")
 
 
 def current_only_mask(
@@ -233,6 +233,7 @@ def current_only_mask(
     lam: Tensor | None = None,
     *,
     previous_only: bool = False,
+    cross: bool = False,
 ) -> Tensor:
     """Bool ``(N, C)`` mask of the logits an asymmetric cross-entropy leaves out.
 
@@ -242,8 +243,11 @@ def current_only_mask(
     source keeps every logit. With ``previous_only``, the mirror rule also
     applies: a candidate mixed from two buffer samples leaves out the classes
     of the current samples, so it never pushes the new classes' logits down.
-    With ``lam`` given, a partner that contributes nothing (``lam = 1``, an
-    empty CutMix box) does not count as a source.
+    With ``cross``, a candidate mixed from a current and a buffer sample is
+    scored over the current classes and its buffer source's class only, so
+    it never pushes the logits of the other previous classes down. With
+    ``lam`` given, a partner that contributes nothing (``lam = 1``, an empty
+    CutMix box) does not count as a source.
     """
     # classes of the current samples, without boolean indexing (no host sync)
     counts = torch.zeros(num_classes, device=y.device)
@@ -259,6 +263,13 @@ def current_only_mask(
     if previous_only:
         buffer_pair = is_buffer & ~partner_is_current
         mask = mask | (buffer_pair.view(-1, 1) & present.view(1, -1))
+    if cross:
+        mixed = (~is_buffer & partner_is_buffer) | (is_buffer & partner_is_current)
+        source = torch.where(is_buffer, y, y[partner]).long()
+        own = torch.arange(num_classes, device=y.device).view(1, -1) == source.view(
+            -1, 1
+        )
+        mask = mask | (mixed.view(-1, 1) & ~present.view(1, -1) & ~own)
     return mask
 
 

@@ -106,8 +106,10 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         the mixed loss does not undo what those strategies protect;
         ``"both"``: in addition, candidates mixed from two buffer samples
         are scored without the current classes, so they do not push the new
-        classes' logits down either; ``False``: every candidate keeps every
-        logit. ``None`` (default): :attr:`default_asymmetric` for ``ER_ACE``
+        classes' logits down either; ``"all"``: in addition, a candidate
+        mixed from a current and a buffer sample is scored over the current
+        classes and its buffer source's class only; ``False``: every
+        candidate keeps every logit. ``None`` (default): :attr:`default_asymmetric` for ``ER_ACE``
         and ``ER_AML``, off otherwise.
     :param seed: seed of the plugin's own random generator (pairs, ``lam``,
         boxes); ``None`` draws it from torch's global generator, so
@@ -140,7 +142,7 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
             isinstance(asymmetric, bool) or asymmetric in ASYMMETRIC_MODES
         ):
             raise ValueError(
-                "asymmetric must be None, True, False, 'current' or 'both', "
+                "asymmetric must be None, True, False, 'current', 'both' or 'all', "
                 f"got {asymmetric!r}"
             )
         self.asymmetric = asymmetric
@@ -277,7 +279,8 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
                 partner,
                 logits.shape[1],
                 lam_y,
-                previous_only=mode == "both",
+                previous_only=mode in ("both", "all"),
+                cross=mode == "all",
             )
             logits = logits.masked_fill(mask, float("-inf"))
         return MixingStepBatch(
@@ -364,7 +367,7 @@ class RandomMixPlugin(MixingPlugin, supports_distributed=True):
         sample: all but two current samples; with ``"buffer_current"``,
         nothing is mixed before a buffer exists) or ``"current"`` (current
         samples only).
-    :param asymmetric: ``"current"``/``True``, ``"both"`` or ``False``; see
+    :param asymmetric: ``"current"``/``True``, ``"both"``, ``"all"`` or ``False``; see
         :class:`MixingPlugin` (``None``: ``"current"`` for ``ER_ACE`` and
         ``ER_AML``, off otherwise).
     :param seed: seed of the plugin's random generator.

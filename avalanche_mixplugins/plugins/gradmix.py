@@ -227,7 +227,12 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
     # -- inspection ------------------------------------------------------------
     @property
     def pair_scores(self) -> Tensor:
-        """The smoothed ``C x C`` class-pair score matrix (a CPU copy)."""
+        """The smoothed ``C x C`` class-pair score matrix (a CPU copy).
+
+        Each pair's own evidence; with ``kind_prior``, a pair without
+        evidence in the current experience is judged by its kind's score
+        instead (``policy.effective()``).
+        """
         return self.policy.scores.detach().cpu().clone()
 
     @property

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from avalanche_mixplugins.mixing import (
     apply_mix,
+    current_only_mask,
     cutmix_inputs,
     mix_inputs,
     mix_targets,
@@ -165,3 +166,35 @@ def test_unchecked_one_hot_skips_validation_only():
     assert torch.equal(
         mix_targets(y, partner, lam, 3, check=False), mix_targets(y, partner, lam, 3)
     )
+
+
+def test_asymmetric_masks_by_hand():
+    """Classes 4, 5 current; 0, 2 in the buffer; 6 logits."""
+    y = torch.tensor([4, 5, 0, 2])
+    is_buffer = torch.tensor([False, False, True, True])
+    partner = torch.tensor([2, 0, 3, 1])  # cur-buf, cur-cur, buf-buf, buf-cur
+    rows = {
+        # "current": only the two-current candidate loses the previous logits
+        (False, False): [[0] * 6, [1, 1, 1, 1, 0, 0], [0] * 6, [0] * 6],
+        # "both": the two-buffer candidate also loses the current logits
+        (True, False): [[0] * 6, [1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 1, 1], [0] * 6],
+        # "all": a current/buffer candidate keeps the current classes and its
+        # buffer source's class only
+        (True, True): [
+            [0, 1, 1, 1, 0, 0],
+            [1, 1, 1, 1, 0, 0],
+            [0, 0, 0, 0, 1, 1],
+            [1, 1, 0, 1, 0, 0],
+        ],
+    }
+    for (previous_only, cross), expected in rows.items():
+        mask = current_only_mask(
+            y, is_buffer, partner, 6, previous_only=previous_only, cross=cross
+        )
+        assert mask.int().tolist() == expected, (previous_only, cross)
+    # a partner that contributes nothing (lam = 1) is not a source
+    lam = torch.tensor([1.0, 0.5, 0.5, 0.5])
+    mask = current_only_mask(
+        y, is_buffer, partner, 6, lam, previous_only=True, cross=True
+    )
+    assert mask[0].int().tolist() == [1, 1, 1, 1, 0, 0]
