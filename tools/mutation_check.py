@@ -173,6 +173,20 @@ BUGS: list[Bug] = [
         'pairing="buffer_current" pairs any two samples',
     ),
     Bug(
+        "mix-with-buffer-pairs-current", "mixing", "avalanche_mixplugins/pairing.py",
+        "        return distinct & (is_buffer.view(-1, 1) | is_buffer.view(1, -1))",
+        "        return distinct",
+        ("tests/ops/test_mixing.py::test_allowed_pairs_match_a_loop_over_sample_pairs",),
+        'pairing="with_buffer" also pairs two current samples',
+    ),
+    Bug(
+        "mix-cross-mask-drops-source", "mixing", "avalanche_mixplugins/mixing.py",
+        "        mask = mask | (mixed.view(-1, 1) & ~present.view(1, -1) & ~own)",
+        "        mask = mask | (mixed.view(-1, 1) & ~present.view(1, -1))",
+        ("tests/ops/test_mixing.py::test_asymmetric_masks_by_hand",),
+        'asymmetric="all" also masks the buffer source\'s own class',
+    ),
+    Bug(
         "mix-label-check-off", "mixing", "avalanche_mixplugins/validation.py",
         "    if top >= n_outputs or int(y.min()) < 0:",
         "    if False:",
