@@ -109,8 +109,9 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         classes' logits down either; ``"all"``: in addition, a candidate
         mixed from a current and a buffer sample is scored over the current
         classes and its buffer source's class only; ``False``: every
-        candidate keeps every logit. ``None`` (default): :attr:`default_asymmetric` for ``ER_ACE``
-        and ``ER_AML``, off otherwise.
+        candidate keeps every logit. ``None`` (default):
+        :attr:`default_asymmetric` for ``ER_ACE`` and ``ER_AML``, off
+        otherwise.
     :param seed: seed of the plugin's own random generator (pairs, ``lam``,
         boxes); ``None`` draws it from torch's global generator, so
         ``torch.manual_seed`` before building the plugin makes runs repeat.
