@@ -23,12 +23,19 @@ if TYPE_CHECKING:
         CutMixPlugin,
         GradMixPlugin,
         MixingPlugin,
+        MixupCutMixPlugin,
         MixupPlugin,
     )
 
 __version__ = "0.1.0"
 
-_PLUGINS = ("CutMixPlugin", "GradMixPlugin", "MixingPlugin", "MixupPlugin")
+_PLUGINS = (
+    "CutMixPlugin",
+    "GradMixPlugin",
+    "MixingPlugin",
+    "MixupCutMixPlugin",
+    "MixupPlugin",
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -47,6 +54,7 @@ __all__ = [
     "CutMixPlugin",
     "GradMixPlugin",
     "MixingPlugin",
+    "MixupCutMixPlugin",
     "MixupPlugin",
     "__version__",
 ]

@@ -27,6 +27,8 @@ from torch import Tensor
 from avalanche_mixplugins.validation import check_alpha, check_mix_shapes, check_one_of
 
 MIX_MODES = ("mixup", "cutmix")
+#: the operations a per-sample operation index refers to, in order
+OPERATIONS = MIX_MODES
 
 
 def sample_lambda(
@@ -288,15 +290,59 @@ def apply_mix(
     return cutmix_inputs(x, partner, lam, generator=generator)
 
 
+def mix_by_operation(
+    x: Tensor,
+    partner: Tensor,
+    lam: Tensor,
+    operation: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Mix each pair with its own operation: Mixup or CutMix, chosen per sample.
+
+    Sample ``i`` is interpolated with ``x[partner[i]]`` where
+    ``operation[i] == 0`` (``OPERATIONS[0]``, Mixup) and gets a box of it
+    pasted where ``operation[i] == 1`` (CutMix). Both results are computed for
+    the whole batch and selected with :func:`torch.where`, so the choice costs
+    no host synchronisation and no data-dependent shape.
+
+    :param x: image batch ``(N, C, H, W)``.
+    :param partner: long ``(N,)`` partner indices.
+    :param lam: ``(N,)`` requested weights of the first sample.
+    :param operation: integer ``(N,)`` index into :data:`OPERATIONS`.
+    :param generator: generator of the CutMix box centres.
+    :return: ``(mixed, lam_y)``, ``lam_y`` being ``lam`` for Mixup samples and
+        the area-corrected weight for CutMix samples.
+    """
+    if operation.shape != partner.shape:
+        raise ValueError(
+            f"operation must have the partner's shape {tuple(partner.shape)}, "
+            f"got {tuple(operation.shape)}"
+        )
+    if x.dim() != 4:
+        raise ValueError(
+            "choosing the operation per sample includes CutMix, which needs image "
+            f"batches of shape (N, C, H, W), got {tuple(x.shape)}; use mix='mixup'"
+        )
+    blended = mix_inputs(x, partner, lam)
+    pasted, lam_cut = cutmix_inputs(x, partner, lam, generator=generator)
+    use_cut = operation.to(x.device) == OPERATIONS.index("cutmix")
+    x_mix = torch.where(use_cut.view(-1, 1, 1, 1), pasted, blended)
+    lam_y = torch.where(use_cut.to(lam.device), lam_cut, lam)
+    return x_mix, lam_y
+
+
 __all__ = [
     "ASYMMETRIC_MODES",
     "MIX_MODES",
+    "OPERATIONS",
     "apply_mix",
     "box_masks",
     "check_alpha",
     "current_only_mask",
     "cutmix_boxes",
     "cutmix_inputs",
+    "mix_by_operation",
     "mix_inputs",
     "mix_targets",
     "mixed_cross_entropy",

@@ -311,9 +311,19 @@ class GradientPairs(PairPolicy):
         return draw_partners(weights, generator=generator)
 
     def batch_pair_sums(
-        self, y: Tensor, partner: Tensor, inner: Tensor, valid: Tensor
+        self,
+        y: Tensor,
+        partner: Tensor,
+        inner: Tensor,
+        valid: Tensor,
+        operation: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Sum and count of ``inner`` per unordered class pair (``C x C``, symmetric)."""
+        """Sum and count of ``inner`` per unordered class pair (``C x C``, symmetric).
+
+        ``operation`` is ignored: one score matrix serves every operation (see
+        :class:`~avalanche_mixplugins.operation_pairs.OperationPairs`).
+        """
+        del operation
         c = self.num_classes
         a, b = y, y[partner]
         valid = valid & torch.isfinite(inner)  # never write NaN or inf into scores
@@ -356,8 +366,14 @@ class GradientPairs(PairPolicy):
         self.kind_scores = torch.where(has, new, self.kind_scores)
         self.kind_seen = self.kind_seen | has
 
-    def helpful(self, y: Tensor, partner: Tensor) -> Tensor:
-        """Bool ``(N,)``: the class pair of each mixed sample has a positive score."""
+    def helpful(
+        self, y: Tensor, partner: Tensor, operation: Tensor | None = None
+    ) -> Tensor:
+        """Bool ``(N,)``: the class pair of each mixed sample has a positive score.
+
+        ``operation`` is ignored (one score matrix for every operation).
+        """
+        del operation
         same = y == y[partner]
         scores, seen = self.effective()
         positive = seen[y, y[partner]] & (scores[y, y[partner]] > 0)

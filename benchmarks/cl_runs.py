@@ -14,17 +14,26 @@ reported on.
 
 from __future__ import annotations
 
+import inspect
 import math
+import subprocess
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from avalanche.training import DER, ER_ACE, Naive
 from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
 
-from avalanche_mixplugins import CutMixPlugin, GradMixPlugin, MixupPlugin
+import avalanche_mixplugins
+from avalanche_mixplugins import (
+    CutMixPlugin,
+    GradMixPlugin,
+    MixupCutMixPlugin,
+    MixupPlugin,
+)
 from avalanche_mixplugins.experiments.datasets import (
     load_digits_tensors,
     load_fashion_mnist_tensors,
@@ -35,7 +44,20 @@ from avalanche_mixplugins.models import make_model
 
 DATASETS = ("fashion_mnist", "mnist5k", "digits")
 STRATEGIES = ("er", "er_ace", "der")
-AUGS = ("none", "mixup", "cutmix", "gradmix", "gradmix_cutmix")
+AUGS = (
+    "none",
+    "mixup",
+    "cutmix",
+    "switch",
+    "kind_rule",
+    "gradmix",
+    "gradmix_mixup",
+    "gradmix_cutmix",
+    "gradmix_auto",
+)
+"""``gradmix`` is GradMix at its defaults; ``gradmix_<op>`` fixes the operation;
+``switch`` is timm's per-step Mixup/CutMix switch; ``kind_rule`` is Mixup of
+every pair with a buffer sample (``pairing="with_buffer"``)."""
 
 
 @dataclass
@@ -108,20 +130,65 @@ def stream(cfg: RunConfig):
     )
 
 
-def plugin_for(cfg: RunConfig):
-    """The mixing plugin of ``cfg`` (``None`` for no augmentation)."""
+def _plugin_call(cfg: RunConfig):
+    """``(plugin class, keyword arguments)`` of ``cfg``'s mixing plugin, or ``None``."""
     kw = {"seed": cfg.seed, **cfg.plugin_kwargs}
+    fixed = {
+        "mixup": (MixupPlugin, {}),
+        "cutmix": (CutMixPlugin, {}),
+        "switch": (MixupCutMixPlugin, {}),
+        "kind_rule": (MixupPlugin, {"pairing": "with_buffer"}),
+        "gradmix": (GradMixPlugin, {}),
+        "gradmix_mixup": (GradMixPlugin, {"mix": "mixup"}),
+        "gradmix_cutmix": (GradMixPlugin, {"mix": "cutmix"}),
+        "gradmix_auto": (GradMixPlugin, {"mix": "auto"}),
+    }
     if cfg.aug == "none":
         return None
-    if cfg.aug == "mixup":
-        return MixupPlugin(**kw)
-    if cfg.aug == "cutmix":
-        return CutMixPlugin(**kw)
-    if cfg.aug == "gradmix":
-        return GradMixPlugin(**{"mix": "mixup", **kw})
-    if cfg.aug == "gradmix_cutmix":
-        return GradMixPlugin(**{"mix": "cutmix", **kw})
-    raise ValueError(f"aug must be one of {AUGS}, got {cfg.aug!r}")
+    if cfg.aug not in fixed:
+        raise ValueError(f"aug must be one of {AUGS}, got {cfg.aug!r}")
+    cls, extra = fixed[cfg.aug]
+    return cls, {**kw, **extra}
+
+
+def plugin_for(cfg: RunConfig):
+    """The mixing plugin of ``cfg`` (``None`` for no augmentation)."""
+    call = _plugin_call(cfg)
+    return None if call is None else call[0](**call[1])
+
+
+def resolved_plugin_arguments(cfg: RunConfig) -> dict | None:
+    """Every constructor argument of ``cfg``'s plugin, defaults filled in."""
+    call = _plugin_call(cfg)
+    if call is None:
+        return None
+    cls, kw = call
+    bound = inspect.signature(cls.__init__).bind(None, **kw)
+    bound.apply_defaults()
+    args = dict(bound.arguments)
+    args.pop("self")
+    return {"class": cls.__name__, **args}
+
+
+def provenance() -> dict:
+    """Package version and the git commit of the code (``+dirty`` if modified)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        commit, dirty = "", ""
+    return {
+        "package_version": avalanche_mixplugins.__version__,
+        "git_commit": commit + ("+dirty" if dirty else ""),
+    }
 
 
 def strategy_for(cfg: RunConfig, model, plugins):
@@ -228,6 +295,8 @@ def run(
         stuck.append(bool(not math.isfinite(last) or last > 0.9 * first))
     result = {
         "config": asdict(cfg),
+        "plugin": resolved_plugin_arguments(cfg),
+        **provenance(),
         "accuracy_matrix": acc.tolist(),
         "final_accuracy": final,
         "forgetting": forgetting,

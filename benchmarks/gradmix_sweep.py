@@ -60,9 +60,9 @@ def configs(args) -> list[dict]:
         args.lrs,
         args.seeds,
     ):
-        for kw in combos if aug.startswith("gradmix") else [{}]:
+        for kw in combos if aug in args.grid_augs else [{}]:
             kw = dict(kw)
-            if aug == "gradmix_cutmix":
+            if aug.startswith("gradmix_"):
                 kw.pop("mix", None)
             out.append(
                 RunConfig(
@@ -293,7 +293,12 @@ def main(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--datasets", nargs="+", default=["fashion_mnist"], choices=DATASETS)
-    p.add_argument("--per-class", type=int, default=800)
+    p.add_argument(
+        "--per-class",
+        type=lambda v: None if v == "all" else int(v),
+        default=800,
+        help='training images per class, or "all"',
+    )
     p.add_argument("--split", default="val", choices=("val", "test"))
     p.add_argument("--strategies", nargs="+", default=["er"], choices=STRATEGIES)
     p.add_argument("--augs", nargs="+", default=list(AUGS), choices=AUGS)
@@ -304,6 +309,13 @@ def main(argv=None):
     p.add_argument("--plugin", default="{}", help="plugin kwargs (JSON) for all runs")
     p.add_argument(
         "--grid", default="{}", help="GradMix kwargs to sweep, JSON of lists"
+    )
+    p.add_argument(
+        "--grid-augs",
+        nargs="+",
+        default=["gradmix", "gradmix_mixup", "gradmix_cutmix", "gradmix_auto"],
+        choices=AUGS,
+        help="the augmentations --grid applies to",
     )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default="results/sweep.jsonl")

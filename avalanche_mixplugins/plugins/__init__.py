@@ -9,6 +9,7 @@ from avalanche_mixplugins.plugins.base import (
 from avalanche_mixplugins.plugins.cutmix import CutMixPlugin
 from avalanche_mixplugins.plugins.gradmix import GradMixPlugin
 from avalanche_mixplugins.plugins.mixup import MixupPlugin
+from avalanche_mixplugins.plugins.switch import MixupCutMixPlugin
 
 __getattr__ = moved_names(
     __name__, {"MixedBatch": "avalanche_mixplugins.plugins.base:MixingStepBatch"}
@@ -19,6 +20,7 @@ __all__ = [
     "GradMixPlugin",
     "MixingPlugin",
     "MixingStepBatch",
+    "MixupCutMixPlugin",
     "MixupPlugin",
     "RandomMixPlugin",
 ]

@@ -38,6 +38,7 @@ from avalanche_mixplugins.mixing import (
     MIX_MODES,
     apply_mix,
     current_only_mask,
+    mix_by_operation,
     mixed_cross_entropy,
     sample_lambda,
 )
@@ -83,6 +84,15 @@ class MixingStepBatch:
     logit_mask: Tensor | None = None
     """Bool ``(N, C)``: logits left out of a candidate's softmax (asymmetric
     cross-entropy, see :class:`MixingPlugin`), or ``None``."""
+    operation: Tensor | None = None
+    """Long ``(N,)``: each sample's operation (index into
+    :data:`~avalanche_mixplugins.mixing.OPERATIONS`) when ``mix="auto"``, or
+    ``None`` when one operation mixes the whole batch."""
+
+
+MIX_CHOICES = (*MIX_MODES, "auto")
+"""The values of ``mix``: one operation for every pair, or ``"auto"`` (per sample)."""
+LOSS_FORMS = ("add", "replace")
 
 
 class MixingPlugin(SupervisedPlugin, supports_distributed=True):
@@ -96,10 +106,21 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
     ``strategy.loss += weight * mixed_loss``.
 
     :param policy: the pair-selection policy.
-    :param mix: ``"mixup"`` (interpolate inputs) or ``"cutmix"`` (paste a box).
+    :param mix: ``"mixup"`` (interpolate inputs), ``"cutmix"`` (paste a box)
+        or ``"auto"``: each sample gets its own operation, from the policy
+        when it chooses one (GradMix's
+        :class:`~avalanche_mixplugins.operation_pairs.OperationPairs`), else
+        CutMix with probability :attr:`switch_prob`.
     :param alpha: ``lam ~ Beta(alpha, alpha)``.
     :param prob: chance that an iteration adds a mixed loss at all.
-    :param weight: weight of the mixed loss added to the strategy's loss.
+    :param weight: weight of the mixed loss.
+    :param loss_form: ``"add"`` (default): ``strategy.loss += weight *
+        mixed_loss``, the original samples keep their whole loss;
+        ``"replace"``: ``strategy.loss = (1 - weight) * strategy.loss + weight
+        * mixed_loss`` with ``weight`` in [0, 1], so the gradient keeps the
+        scale of the strategy's own; at ``weight=1`` the mixed samples take the
+        place of the originals, as in timm's ``Mixup`` (for ``Naive`` +
+        ``ReplayPlugin``, whose loss is the cross-entropy of the batch).
     :param asymmetric: ``"current"`` (or ``True``): score candidates mixed
         from two current samples over the current classes only (asymmetric
         cross-entropy, as ER-ACE and ER-AML train their current samples), so
@@ -125,11 +146,13 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         alpha: float = 1.0,
         prob: float = 1.0,
         weight: float = 1.0,
+        loss_form: str = "add",
         asymmetric: bool | str | None = None,
         seed: int | None = None,
     ):
         super().__init__()
-        check_one_of("mix", mix, MIX_MODES)
+        check_one_of("mix", mix, MIX_CHOICES)
+        check_one_of("loss_form", loss_form, LOSS_FORMS)
         if not isinstance(policy, PairPolicy):
             raise ValueError(
                 f"policy must be a PairPolicy, got {type(policy).__name__}"
@@ -139,6 +162,11 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         self.alpha = check_alpha(alpha)
         self.prob = check_fraction("prob", prob)
         self.weight = check_weight(weight)
+        if loss_form == "replace" and self.weight > 1.0:
+            raise ValueError(
+                f"loss_form='replace' takes a weight in [0, 1], got {weight}"
+            )
+        self.loss_form = loss_form
         if asymmetric is not None and not (
             isinstance(asymmetric, bool) or asymmetric in ASYMMETRIC_MODES
         ):
@@ -236,6 +264,22 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
             return None
         return self.policy.select(y, is_buffer, generator=self.generator)
 
+    switch_prob: float = 0.5
+    """With ``mix="auto"`` and a policy that does not choose operations: the
+    chance that a sample is mixed by CutMix rather than Mixup."""
+
+    def draw_operations(self, n: int, device) -> Tensor:
+        """Long ``(n,)`` operation per sample (``mix="auto"``, random policies)."""
+        from avalanche_mixplugins.operation_pairs import uniform_like
+
+        u = uniform_like((n,), device, self.generator)
+        return (u < self.switch_prob).long()
+
+    def draw_lambda(self, n: int, operation: Tensor | None, device) -> Tensor:
+        """``(n,)`` mixing weights, ``Beta(alpha, alpha)``; one per sample."""
+        del operation
+        return sample_lambda(self.alpha, n, generator=self.generator).to(device)
+
     def sample_weights(
         self, strategy: SupervisedTemplate, batch: MixingStepBatch
     ) -> Tensor:
@@ -261,11 +305,19 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         chosen = self.select_pairs(strategy, y, is_buffer)
         if chosen is None:
             return None
-        partner, active = chosen
-        lam = sample_lambda(self.alpha, x.shape[0], generator=self.generator)
-        x_mix, lam_y = apply_mix(
-            self.mix, x, partner, lam.to(x.device), generator=self.generator
-        )
+        partner, active, *chosen_op = chosen
+        operation = chosen_op[0] if chosen_op else None
+        if operation is None and self.mix == "auto":
+            operation = self.draw_operations(x.shape[0], x.device)
+        lam = self.draw_lambda(x.shape[0], operation, x.device)
+        if operation is None:
+            x_mix, lam_y = apply_mix(
+                self.mix, x, partner, lam, generator=self.generator
+            )
+        else:
+            x_mix, lam_y = mix_by_operation(
+                x, partner, lam, operation, generator=self.generator
+            )
         logits = avalanche_forward(strategy.model, x_mix, t)
         if self._check_labels:
             # once per experience (one host sync): labels must index the outputs
@@ -285,7 +337,7 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
             )
             logits = logits.masked_fill(mask, float("-inf"))
         return MixingStepBatch(
-            x, y, t, is_buffer, partner, active, lam_y, x_mix, logits, mask
+            x, y, t, is_buffer, partner, active, lam_y, x_mix, logits, mask, operation
         )
 
     def before_backward(self, strategy: SupervisedTemplate, **kwargs):
@@ -321,7 +373,10 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         self.last_loss = loss.detach()
         self.last_batch = replace(batch, logits=batch.logits.detach())
         self.last_weights = w.detach()
-        strategy.loss = strategy.loss + self.weight * loss
+        if self.loss_form == "replace":
+            strategy.loss = (1.0 - self.weight) * strategy.loss + self.weight * loss
+        else:
+            strategy.loss = strategy.loss + self.weight * loss
 
     @property
     def skipped_steps(self) -> int:
@@ -368,6 +423,9 @@ class RandomMixPlugin(MixingPlugin, supports_distributed=True):
         sample: all but two current samples; with ``"buffer_current"``,
         nothing is mixed before a buffer exists) or ``"current"`` (current
         samples only).
+    :param loss_form: ``"add"`` (default) or ``"replace"`` (the mixed loss
+        takes a share ``weight`` of the strategy's loss, as in timm), see
+        :class:`MixingPlugin`.
     :param asymmetric: ``"current"``/``True``, ``"both"``, ``"all"`` or ``False``; see
         :class:`MixingPlugin` (``None``: ``"current"`` for ``ER_ACE`` and
         ``ER_AML``, off otherwise).
@@ -383,6 +441,7 @@ class RandomMixPlugin(MixingPlugin, supports_distributed=True):
         alpha: float = 1.0,
         prob: float = 1.0,
         weight: float = 1.0,
+        loss_form: str = "add",
         pairing: str = "all",
         asymmetric: bool | str | None = None,
         seed: int | None = None,
@@ -393,6 +452,7 @@ class RandomMixPlugin(MixingPlugin, supports_distributed=True):
             alpha=alpha,
             prob=prob,
             weight=weight,
+            loss_form=loss_form,
             asymmetric=asymmetric,
             seed=seed,
         )
@@ -404,6 +464,8 @@ __getattr__ = moved_names(
 
 __all__ = [
     "ASYMMETRIC_MODES",
+    "LOSS_FORMS",
+    "MIX_CHOICES",
     "MixingPlugin",
     "MixingStepBatch",
     "RandomMixPlugin",

@@ -21,6 +21,7 @@ from avalanche_mixplugins.gradients import (
     per_sample_gradients,
 )
 from avalanche_mixplugins.mixing import mix_targets, one_hot
+from avalanche_mixplugins.operation_pairs import OperationPairs
 from avalanche_mixplugins.pairing import (
     BUFFER_PAIRINGS,
     NO_BUFFER_MODES,
@@ -101,7 +102,11 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
     holds the same scores.
 
     :param alpha: ``lam ~ Beta(alpha, alpha)`` (> 0).
-    :param mix: ``"mixup"`` or ``"cutmix"`` (GradMix+CutMix is an extension).
+    :param mix: ``"mixup"``, ``"cutmix"`` or ``"auto"``: the operation is
+        scored with the pair (one score matrix per operation,
+        :class:`~avalanche_mixplugins.operation_pairs.OperationPairs`) and each
+        sample's partner and operation are drawn together among the
+        combinations not known to be detrimental.
     :param prob: chance that an iteration is mixed, in [0, 1].
     :param weight: weight of the mixed loss added to the strategy's loss.
     :param pairing: ``"all"``, ``"buffer_current"``, ``"with_buffer"`` or
@@ -190,15 +195,17 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
     ):
         check_one_of("grad_space", grad_space, GRAD_SPACES)
         check_one_of("no_buffer", no_buffer, NO_BUFFER_MODES)
+        policy_kwargs = dict(
+            pairing=pairing,
+            momentum=momentum,
+            refresh=refresh,
+            fallback=fallback,
+            min_evidence=min_evidence,
+            kind_prior=kind_prior,
+        )
+        policy_type = OperationPairs if mix == "auto" else GradientPairs
         super().__init__(
-            policy=GradientPairs(
-                pairing=pairing,
-                momentum=momentum,
-                refresh=refresh,
-                fallback=fallback,
-                min_evidence=min_evidence,
-                kind_prior=kind_prior,
-            ),
+            policy=policy_type(**policy_kwargs),
             mix=mix,
             alpha=alpha,
             prob=prob,
@@ -437,11 +444,15 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         has_buffer = batch.is_buffer.any()
         self._buffer_steps = self._buffer_steps + has_buffer.long()
         valid = batch.active & has_buffer & torch.isfinite(inner)
-        sums, counts = self.policy.batch_pair_sums(batch.y, batch.partner, inner, valid)
+        op = batch.operation
+        sums, counts = self.policy.batch_pair_sums(
+            batch.y, batch.partner, inner, valid, operation=op
+        )
         _all_reduce_sum(sums, counts)
         self.policy.update(sums, counts)
         self.last_inner = inner.detach()
-        return (batch.active & self.policy.helpful(batch.y, batch.partner)).float()
+        helpful = self.policy.helpful(batch.y, batch.partner, operation=op)
+        return (batch.active & helpful).float()
 
     def loss_denominator(self, batch: MixingStepBatch, weights: Tensor) -> Tensor:
         if self.loss_norm == "survivors":

@@ -60,7 +60,7 @@ def test_mixup_and_cutmix_share_one_implementation_and_signature():
 
     from avalanche_mixplugins.plugins import RandomMixPlugin
 
-    expected = ["alpha", "prob", "weight", "pairing", "asymmetric", "seed"]
+    expected = ["alpha", "prob", "weight", "loss_form", "pairing", "asymmetric", "seed"]
     for cls, mode in ((MixupPlugin, "mixup"), (CutMixPlugin, "cutmix")):
         assert issubclass(cls, RandomMixPlugin) and cls.mix_mode == mode
         params = inspect.signature(cls).parameters.values()
