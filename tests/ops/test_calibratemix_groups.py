@@ -35,7 +35,7 @@ def test_each_group_has_its_own_lambda_and_the_inputs_are_mixed_with_it():
         b = x_lab.shape[0]
         # labeled-easy (the upper half of AUM) is group 0, labeled-hard group 1
         order = sorted(range(b), key=lambda i: (float(aum[i]), i))
-        hard, easy = set(order[: b // 2]), set(order[b // 2 :])
+        easy = set(order[b // 2 :])
         for row in range(b):
             src = int(mixed.labeled[row])
             assert int(mixed.group[row]) == (0 if src in easy else 1)
