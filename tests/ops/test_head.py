@@ -56,7 +56,10 @@ def test_find_linear_head_prefers_get_classifier_then_the_last_linear():
     assert name == "aux" and head is model.aux
     seq = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4))
     assert find_linear_head(seq) == ("2", seq[2])
-    with pytest.raises(ValueError, match=r"Sequential has no nn.Linear.*grad_space"):
+    with pytest.raises(
+        ValueError,
+        match=r"^Sequential has no nn.Linear.*all parameters\) for this model$",
+    ):
         find_linear_head(nn.Sequential(nn.ReLU()))
 
 
