@@ -58,7 +58,9 @@ def test_find_linear_head_prefers_get_classifier_then_the_last_linear():
     assert find_linear_head(seq) == ("2", seq[2])
     with pytest.raises(
         ValueError,
-        match=r"^Sequential has no nn.Linear.*all parameters\) for this model$",
+        match=r"^Sequential has no nn.Linear classification head, which "
+        r'grad_space="last" needs; use grad_space="full" \(exact per-sample '
+        r"gradients of all parameters\) for this model$",
     ):
         find_linear_head(nn.Sequential(nn.ReLU()))
 
@@ -115,3 +117,18 @@ def test_disabled_or_removed_capture_records_nothing():
     assert cap.records == []
     assert not model._forward_hooks and not model._forward_pre_hooks
     assert not model.fc._forward_hooks
+
+
+def test_a_disabled_capture_leaves_earlier_records_alone():
+    torch.manual_seed(0)
+    model = Masked()
+    cap = HeadCapture(model, model.fc)
+    x = torch.randn(2, 4)
+    out = model(x)
+    cap.enabled = False
+    model(torch.randn(2, 4))
+    h, z = cap.lookup(x)
+    assert torch.equal(h, model.body(x)) and torch.equal(z, out)
+    cap.remove()
+    cap.remove()  # removing twice is harmless
+    assert cap.records == []
