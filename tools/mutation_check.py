@@ -350,8 +350,61 @@ BUGS: list[Bug] = [
         ("tests/plugins/test_gradmix_method.py::test_kind_prior_follows_the_experiences",),
         "pairs keep their evidence flag across experiences (the kind prior never applies again)",
     ),
+    Bug(
+        "gm-momentum-swapped", "gradmix", "avalanche_mixplugins/pairing.py",
+        "        smoothed = self.momentum * start + (1.0 - self.momentum) * mean",
+        "        smoothed = (1.0 - self.momentum) * start + self.momentum * mean",
+        ("tests/ops/test_policy_state.py", "tests/ops/test_properties.py"),
+        "the pair-score smoothing takes momentum of the new evidence, 1 - momentum of the old",
+    ),
+    Bug(
+        "gm-refresh-inverted", "gradmix", "avalanche_mixplugins/pairing.py",
+        "            explore = (u < self.refresh)",
+        "            explore = (u >= self.refresh)",
+        ("tests/ops/test_policy_state.py",),
+        "the refresh fraction is inverted (most rows ignore the scores)",
+    ),
     # ----------------------------------------------------- CalibrateMix / SSL
-    # (to be added by the owners of ssl_ext)
+    Bug(
+        "ssl-lambda-u-dropped", "ssl", "ssl_ext/extension_points.py",
+        "        return SSLLoss(sup + self.lambda_u * unsup, sup, unsup, pseudo)",
+        "        return SSLLoss(sup + unsup, sup, unsup, pseudo)",
+        ("tests/semi_supervised/test_step_reference.py",),
+        "the unlabeled loss weight lambda_u is dropped from the objective",
+    ),
+    Bug(
+        "ssl-ema-before-step", "ssl", "ssl_ext/amp_ema.py",
+        "        if self.scaler is not None:\n            self.scaler.step(self.optimizer)",
+        "        if self.ema is not None:\n            self.ema.update(self.model)\n"
+        "        if self.scaler is not None:\n            self.scaler.step(self.optimizer)",
+        ("tests/semi_supervised/test_step_reference.py",),
+        "the EMA teacher is updated before the optimiser step instead of after it",
+        more=(
+            (
+                "ssl_ext/amp_ema.py",
+                "            self.ema.update(\n                self.model, step=self.ema_steps "
+                "if self.ema_warmup else None\n            )",
+                "            pass",
+            ),
+        ),
+    ),
+    Bug(
+        "cm-one-lambda-for-both-groups", "ssl", "ssl_ext/calibratemix/mixed_batch.py",
+        "    lam = sample_lambda(alpha, 2, generator=generator).to(device)[group]",
+        "    lam = sample_lambda(alpha, 1, generator=generator).to(device)[group * 0]",
+        (
+            "tests/ops/test_calibratemix_groups.py",
+            "tests/semi_supervised/test_step_reference.py",
+        ),
+        "CalibrateMix draws one mixing coefficient for both groups",
+    ),
+    Bug(
+        "ckpt-python-random-not-restored", "checkpoint", "avalanche_mixplugins/checkpoint/rng.py",
+        '    random.setstate((p["version"], tuple(int(v) for v in p["state"]), p["gauss"]))',
+        "    del p",
+        ("tests/checkpoint/test_rng_states.py",),
+        "Python's random state is not restored on load",
+    ),
 ]
 # fmt: on
 
