@@ -25,6 +25,7 @@ from torch import Tensor
 from avalanche_mixplugins.experiments.runs import add_batch_size_option
 from ssl_ext.algorithms import ALGORITHMS
 from ssl_ext.calibratemix_plugin import RELEASE_WARMUP_FRACTION, CalibrateMixPlugin
+from ssl_ext.experiments.records import plugin_config
 
 
 def cosine_schedule(
@@ -82,14 +83,16 @@ def add_calibratemix_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--calibratemix-alpha",
         type=float,
-        default=0.4,
-        help="Beta(alpha, alpha) of the mixing coefficients (default: %(default)s)",
+        default=None,
+        help="Beta(alpha, alpha) of the mixing coefficients (default: the "
+        "plugin's value for --algorithm, ssl_ext.calibratemix_plugin."
+        "ALGORITHM_DEFAULTS)",
     )
     p.add_argument(
         "--calibratemix-weight",
         type=float,
-        default=1.0,
-        help="weight of the mixed loss (default: %(default)s)",
+        default=None,
+        help="weight of the mixed loss (default: the plugin's value for --algorithm)",
     )
     p.add_argument(
         "--calibratemix-double-base",
@@ -115,10 +118,32 @@ def add_calibratemix_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--calibratemix-loss",
-        default="bce",
+        default=None,
         choices=("bce", "ce"),
         help="loss of the mixed samples: sigmoid BCE as released, or softmax CE "
-        "(default: %(default)s)",
+        "(default: the plugin's value for --algorithm)",
+    )
+
+
+def add_record_options(p: argparse.ArgumentParser) -> None:
+    """``--results-jsonl FILE`` and ``--heldout-per-class N``: the raw result
+    line of each run (:mod:`ssl_ext.experiments.records`) and the held-out
+    labeled split the temperature-scaling comparison is also fitted on."""
+    p.add_argument(
+        "--results-jsonl",
+        default=None,
+        metavar="FILE",
+        help="append one JSON line per run (configuration, seed, split, version, "
+        "commit, metrics, diagnostics) to FILE",
+    )
+    p.add_argument(
+        "--heldout-per-class",
+        type=int,
+        default=10,
+        help="labeled images per class drawn from the validation split (never "
+        "trained on) to fit a temperature on, besides the labeled samples; 0 "
+        "turns it off; only with --eval-on test and --val-size (default: "
+        "%(default)s)",
     )
 
 
@@ -151,6 +176,7 @@ def calibratemix_summary(cm: CalibrateMixPlugin) -> dict:
     count = cm.apm.count.float()
     return {
         "mode": cm.mode,
+        "config": plugin_config(cm),
         "double_base_loss": cm.double_base_loss,
         "warmup_iterations": cm.warmup_iterations,
         "mixing_iterations": max(0, cm.iteration - cm.warmup_iterations),
@@ -222,6 +248,7 @@ class PseudoLabelMonitor(SupervisedPlugin):
 __all__ = [
     "PseudoLabelMonitor",
     "add_algorithm_option",
+    "add_record_options",
     "add_calibratemix_options",
     "add_ssl_batch_options",
     "calibratemix_from_args",
