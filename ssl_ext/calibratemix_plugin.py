@@ -210,7 +210,7 @@ class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
     ``docs/results/ssl/select.jsonl`` and ``docs/calibratemix.md``):
 
     ==========  ======  ==========  =====  ===============================
-    algorithm   loss    mix_weight  alpha  validation, 3 seeds (ECE, acc.) 
+    algorithm   loss    mix_weight  alpha  validation, 3 seeds (ECE, acc.)
     ==========  ======  ==========  =====  ===============================
     fixmatch    bce     1.0         1.0    -14.2% +- 4.4, -0.63 point
     softmatch   ce      0.5         1.0    -21.3% +- 18.9, -0.86 point
