@@ -74,6 +74,30 @@ def plugin_config(cm) -> dict:
     }
 
 
+def _config_from_options(cfg: dict, cm: dict, seed: int) -> dict:
+    return {
+        "mode": cm["mode"],
+        "loss": cfg["calibratemix_loss"],
+        "mix_weight": cfg["calibratemix_weight"],
+        "alpha": cfg["calibratemix_alpha"],
+        "warmup": cfg["calibratemix_warmup"],
+        "warmup_iterations": cm["warmup_iterations"],
+        "k_fraction": cfg["calibratemix_k_fraction"],
+        "apm_delta": 0.997,
+        "double_base_loss": cm["double_base_loss"],
+        "min_apm_updates": 1,
+        "split_rule": cfg["calibratemix_split"],
+        "apm_dtype": "float32",
+        "seed": seed,
+        "requested": {
+            "loss": cfg["calibratemix_loss"],
+            "mix_weight": cfg["calibratemix_weight"],
+            "alpha": cfg["calibratemix_alpha"],
+        },
+        "resolved_from": {k: "explicit" for k in ("loss", "mix_weight", "alpha")},
+    }
+
+
 def _ece(logits: Tensor, labels: Tensor, n_bins: int = 15) -> float:
     metric = ExpectedCalibrationError(n_bins=n_bins)
     metric.update(logits, labels)
@@ -126,6 +150,10 @@ def run_record(result: dict, *, git: dict | None = None) -> dict:
     that ran, default this checkout)."""
     cfg = result["config"]
     cm = result.get("calibratemix") or {}
+    if cm and cm.get("config") is None:
+        # a result file written before the plugin's configuration was stored:
+        # every CalibrateMix value then came from the command line
+        cm = {**cm, "config": _config_from_options(cfg, cm, result["seed"])}
     calib = result.get("calibration", {})
     metrics = {
         "accuracy": result["final_average_accuracy"],
