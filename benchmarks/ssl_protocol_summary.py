@@ -14,7 +14,7 @@ Reads the JSON files of the runs and prints Markdown tables:
     python benchmarks/ssl_protocol_summary.py RUNS/select/*.json RUNS/test/*.json
 
 The inputs may also be JSON-lines files (one line per run, written by the
-example's ``--results-jsonl``; ``ssl_ext.experiments.records``). With
+example's ``--results-jsonl``; ``ssl_ext.experiments.runs``). With
 ``--regenerate DOC`` the tables of every block of DOC between
 ``<!-- tables: FILE.jsonl[, FILE.jsonl] -->`` and ``<!-- end tables -->``
 (paths relative to DOC) are rebuilt from those files; ``--check`` only
@@ -40,7 +40,7 @@ TARGET_ACC = 0.005
 
 
 def _from_record(line: dict) -> dict:
-    """A JSON line (``ssl_ext.experiments.records.run_record``) in the layout
+    """A JSON line (``ssl_ext.experiments.runs.run_record``) in the layout
     of a per-run result file, as far as the tables read it."""
     m = line["metrics"]
     cm = None

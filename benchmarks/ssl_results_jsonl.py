@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ssl_ext.experiments.records import append_record, run_record
+from ssl_ext.experiments.runs import append_record, run_record
 
 
 def main(argv=None):

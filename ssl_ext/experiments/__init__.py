@@ -7,9 +7,8 @@ that runs :class:`~ssl_ext.strategy.SemiSupervisedStrategy` the same way:
   unlabeled / validation split of a training set;
 * :mod:`.runs`: the algorithm and batch options, the USB recipe's
   learning-rate decay, CalibrateMix from the command line and its summary
-  for a result file, the pseudo-label diagnostics of a run;
-* :mod:`.records`: the raw result line of a run (JSONL) and the
-  temperature-scaling comparison.
+  for a result file, the pseudo-label diagnostics of a run, the raw result
+  line of a run (JSONL) and the temperature-scaling comparison.
 
 The datasets themselves, the streams, timing and the options every script
 shares come from :mod:`avalanche_mixplugins.experiments`.
@@ -28,21 +27,19 @@ from ssl_ext.experiments.data import (
     split_training_set,
     views_for_dataset,
 )
-from ssl_ext.experiments.records import (
-    append_record,
-    eval_logits,
-    run_record,
-    temperature_scaling_results,
-)
 from ssl_ext.experiments.runs import (
     PseudoLabelMonitor,
     add_algorithm_option,
     add_calibratemix_options,
     add_record_options,
     add_ssl_batch_options,
+    append_record,
     calibratemix_from_args,
     calibratemix_summary,
     cosine_schedule,
+    eval_logits,
+    run_record,
+    temperature_scaling_results,
 )
 
 __all__ = [

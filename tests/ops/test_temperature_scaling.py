@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from ssl_ext.temperature_scaling import T_MIN, fit_temperature, scaled_nll
+from avalanche_mixplugins.calibration import T_MIN, fit_temperature, scaled_nll
 
 
 @pytest.fixture(scope="module")
