@@ -12,13 +12,24 @@ Reads the JSON files of the runs and prints Markdown tables:
   diagnostics of the CalibrateMix runs.
 
     python benchmarks/ssl_protocol_summary.py RUNS/select/*.json RUNS/test/*.json
+
+The inputs may also be JSON-lines files (one line per run, written by the
+example's ``--results-jsonl``; ``ssl_ext.experiments.runs``). With
+``--regenerate DOC`` the tables of every block of DOC between
+``<!-- tables: FILE.jsonl[, FILE.jsonl] -->`` and ``<!-- end tables -->``
+(paths relative to DOC) are rebuilt from those files; ``--check`` only
+reports whether DOC is up to date (exit status 1 if not)::
+
+    python benchmarks/ssl_protocol_summary.py --regenerate docs/results_ssl.md
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -28,10 +39,45 @@ TARGET_ACC = 0.005
 """The accuracy a seed may lose against its base (half a point)."""
 
 
+def _from_record(line: dict) -> dict:
+    """A JSON line (``ssl_ext.experiments.runs.run_record``) in the layout
+    of a per-run result file, as far as the tables read it."""
+    m = line["metrics"]
+    cm = None
+    if line.get("split_diagnostics"):
+        d = line["split_diagnostics"]
+        cm = {
+            "apm_updates_per_sample": d["apm_updates_per_sample"],
+            "unlabeled_pool": d["unlabeled_pool"],
+            "split": {
+                k: v
+                for k, v in d.items()
+                if k not in ("apm_updates_per_sample", "unlabeled_pool")
+            },
+        }
+    return {
+        "kind": line["kind"],
+        "method": line["method"],
+        "setting": line["setting"],
+        "config": line["config"],
+        "seed": line["seed"],
+        "final_average_accuracy": m["accuracy"],
+        "calibration": {"ECE_Stream": m["ece15"], "ECE10_Stream": m["ece10"]},
+        "temperature_scaling": m.get("temperature_scaling"),
+        "calibratemix": cm,
+    }
+
+
+def _read(path) -> list[dict]:
+    text = Path(path).read_text()
+    if str(path).endswith(".jsonl"):
+        return [_from_record(json.loads(x)) for x in text.splitlines() if x.strip()]
+    return [json.loads(text)]
+
+
 def _load(paths):
     runs = []
-    for p in paths:
-        r = json.loads(Path(p).read_text())
+    for r in (r for p in paths for r in _read(p)):
         if r.get("kind") != "semi_supervised":
             continue
         r["_split"] = "val" if "eval=val" in r["setting"] else "test"
@@ -108,6 +154,80 @@ def _diagnostics_by_method(cms) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _temperature_table(runs) -> str:
+    """Test split: ECE of each method's model as trained, and with a
+    temperature fitted on the labeled samples and on the held-out labeled
+    split; relative changes against the base as trained, paired per seed."""
+    group = [r for r in runs if r["_split"] == "test" and r.get("temperature_scaling")]
+    if not group:
+        return ""
+    base = {(r["_base"], r["seed"]): r for r in group if r["method"] == r["_base"]}
+    by_method = defaultdict(list)
+    for r in group:
+        by_method[(r["_base"], r["method"])].append(r)
+    rows = [
+        "Temperature scaling (test split, ECE with 15 bins; change against the "
+        "base model as trained, paired per seed, mean ± sample std; T: the "
+        "fitted temperatures):\n",
+        "| method | seeds | ECE as trained | T on labeled | ECE, T on labeled "
+        "| T on held-out | ECE, T on held-out |",
+        "| --- | ---: | --- | --- | --- | --- | --- |",
+    ]
+
+    def cell(values, changes):
+        text = _ms(values)
+        if changes:
+            sd = f" ± {100 * statistics.stdev(changes):.1f}" if len(changes) > 1 else ""
+            text += f" ({100 * statistics.mean(changes):+.1f}%{sd})"
+        return text
+
+    for (algo, method), rs in sorted(by_method.items()):
+        rs = sorted(rs, key=lambda r: r["seed"])
+        cols = []
+        for key in (None, "labeled", "heldout"):
+            vals, ch, temps = [], [], []
+            for r in rs:
+                t = r["temperature_scaling"]
+                if key is None:
+                    v = t["ece15_t1"]
+                elif key in t:
+                    v = t[key]["ece15"]
+                    temps.append(t[key]["temperature"])
+                else:
+                    continue
+                vals.append(v)
+                b = base.get((algo, r["seed"]))
+                if b is not None and not (key is None and r is b):
+                    ch.append(v / b["temperature_scaling"]["ece15_t1"] - 1)
+            if key is not None:
+                cols.append(_ms(temps, "{:.2f}") if temps else "")
+            cols.append(cell(vals, ch) if vals else "")
+        rows.append(f"| {method} | {len(rs)} | " + " | ".join(cols) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def regenerate(doc: str | Path, *, check: bool = False) -> bool:
+    """Rebuild the marked table blocks of ``doc``; return True if it changed
+    (with ``check``, the file is left as it is)."""
+    doc = Path(doc)
+    text = doc.read_text()
+    pattern = re.compile(
+        r"(<!-- tables: (?P<files>[^>]*?) -->\n)(?P<body>.*?)(<!-- end tables -->)",
+        re.S,
+    )
+
+    def repl(m):
+        files = [doc.parent / f.strip() for f in m.group("files").split(",")]
+        body = tables(_load(files)).strip() + "\n"
+        return m.group(1) + "\n" + body + "\n" + m.group(4)
+
+    new = pattern.sub(repl, text)
+    changed = new != text
+    if changed and not check:
+        doc.write_text(new)
+    return changed
+
+
 def tables(runs, *, per_run: bool = False) -> str:
     out = []
     for split in ("val", "test"):
@@ -152,6 +272,9 @@ def tables(runs, *, per_run: bool = False) -> str:
         out.append("")
         if paired:
             out.append(_paired_table(paired))
+    ts = _temperature_table(runs)
+    if ts:
+        out.append(ts)
     cms = [r for r in runs if r.get("calibratemix")]
     if cms and per_run:
         out.append("### CalibrateMix runs: APM updates and split diagnostics\n")
@@ -184,13 +307,32 @@ def main(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("results", nargs="+", help="JSON files of the runs")
+    p.add_argument("results", nargs="*", help="JSON or JSONL files of the runs")
     p.add_argument(
         "--per-run",
         action="store_true",
         help="one diagnostics row per run instead of the means per method",
     )
+    p.add_argument(
+        "--regenerate",
+        metavar="DOC",
+        default=None,
+        help="rebuild the marked table blocks of DOC from their JSONL files",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="with --regenerate: exit 1 if DOC is not up to date, change nothing",
+    )
     args = p.parse_args(argv)
+    if args.regenerate:
+        changed = regenerate(args.regenerate, check=args.check)
+        print(f"{args.regenerate}: {'out of date' if changed else 'up to date'}")
+        if args.check and changed:
+            sys.exit(1)
+        return changed
+    if not args.results:
+        p.error("give result files or --regenerate DOC")
     text = tables(_load(args.results), per_run=args.per_run)
     print(text)
     return text

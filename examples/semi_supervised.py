@@ -70,13 +70,19 @@ with known_warnings_silenced():
         PseudoLabelMonitor,
         add_algorithm_option,
         add_calibratemix_options,
+        add_record_options,
         add_split_options,
         add_ssl_batch_options,
+        append_record,
+        balanced_labels,
         calibratemix_from_args,
         calibratemix_summary,
         cosine_schedule,
+        eval_logits,
         load_ssl_dataset,
+        run_record,
         split_from_args,
+        temperature_scaling_results,
         views_for_dataset,
     )
 
@@ -209,8 +215,19 @@ def run(args, seed, data):
     if cm is not None:
         result["calibratemix"] = calibratemix_summary(cm)
     result["diagnostics"] = monitor.summary()
+    # post-hoc temperature scaling of the evaluated model, fitted on the
+    # labeled samples and on a held-out labeled split of the validation images
+    fits = {"labeled": (eval_logits(strategy, x_tr[lab]), y_tr[lab])}
+    if args.eval_on == "test" and len(val) and args.heldout_per_class > 0:
+        held = val[balanced_labels(y_tr[val], args.heldout_per_class, seed)]
+        fits["heldout"] = (eval_logits(strategy, x_tr[held]), y_tr[held])
+    result["temperature_scaling"] = temperature_scaling_results(
+        eval_logits(strategy, x_ev), y_ev, fits
+    )
     path = out / f"{tag}.json"
     path.write_text(json.dumps(result, indent=1))
+    if args.results_jsonl:
+        append_record(args.results_jsonl, run_record(result))
     warning = ""
     if near_chance:
         warning = (
@@ -258,6 +275,7 @@ def parser():
     add_split_options(p)
     add_algorithm_option(p)
     add_calibratemix_options(p)
+    add_record_options(p)
     p.add_argument(
         "--backbone",
         default=None,

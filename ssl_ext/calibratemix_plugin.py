@@ -9,6 +9,10 @@ One argument turns it on::
     SemiSupervisedStrategy(..., algorithm="softmatch",
                            plugins=[CalibrateMixPlugin(mode="fast")])
 
+The arguments chosen per base algorithm on validation data (``loss``,
+``mix_weight``, ``alpha``) default to ``None`` and are resolved when training
+starts, from the strategy's algorithm (:data:`ALGORITHM_DEFAULTS`).
+
 It works with every base algorithm of the strategy (FixMatch, SoftMatch,
 FlexMatch; the authors released SoftMatch only). The maths lives in
 :mod:`ssl_ext.dynamics` (AUM, APM) and :mod:`ssl_ext.calibratemix` (split,
@@ -19,6 +23,8 @@ checkpoint state) is :class:`~ssl_ext.calibratemix_state.CalibrateMixState`.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import TYPE_CHECKING
 
 import torch
@@ -30,6 +36,7 @@ from avalanche_mixplugins.validation import (
     check_positive_int,
     check_warmup,
 )
+from ssl_ext.algorithms import PSEUDO_LABELERS
 from ssl_ext.calibratemix import (
     DEFAULT_ALPHA,
     DEFAULT_K_FRACTION,
@@ -50,6 +57,75 @@ MODES = ("fast", "faithful")
 SPLIT_RULES = ("dynamics", "random")
 RELEASE_WARMUP_FRACTION = 150_000 / 2**20
 """Warm-up of the release: 150,000 of 2^20 iterations (about 14.3%)."""
+
+RELEASE_DEFAULTS: dict[str, object] = {
+    "loss": "bce",
+    "mix_weight": 1.0,
+    "alpha": DEFAULT_ALPHA,
+}
+"""The release's values of the per-algorithm arguments (sigmoid BCE, weight 1,
+``Beta(0.4, 0.4)``): the faithful mode's defaults, and the fast mode's for a
+pseudo-labeller that :data:`ALGORITHM_DEFAULTS` does not know."""
+
+ALGORITHM_DEFAULTS: dict[str, dict[str, object]] = {
+    "fixmatch": {"loss": "bce", "mix_weight": 1.0, "alpha": 1.0},
+    "softmatch": {"loss": "ce", "mix_weight": 0.5, "alpha": 1.0},
+    "flexmatch": {"loss": "ce", "mix_weight": 0.5, "alpha": 1.0},
+}
+"""Fast-mode defaults per base algorithm, selected on a validation split
+(``docs/calibratemix.md``, "Defaults per base algorithm", and
+``docs/results_ssl.md`` for the runs behind each row)."""
+
+TUNED_ARGUMENTS = tuple(RELEASE_DEFAULTS)
+"""The arguments resolved from the algorithm when left to ``None``."""
+
+log = logging.getLogger(__name__)
+
+
+def algorithm_name(algorithm) -> str | None:
+    """The registry name of a strategy's ``algorithm``: the name itself, or the
+    name of a built-in pseudo-labeller's exact class; ``None`` for any other
+    :class:`~ssl_ext.algorithms.PseudoLabeler` (subclasses included, since they
+    may change the rule)."""
+    if isinstance(algorithm, str):
+        return algorithm if algorithm in ALGORITHM_DEFAULTS else None
+    for name, rule in PSEUDO_LABELERS.items():
+        if type(algorithm) is rule:
+            return name
+    return None
+
+
+def resolve_defaults(
+    mode: str, algorithm, explicit: dict[str, object]
+) -> tuple[dict[str, object], dict[str, str]]:
+    """Values of :data:`TUNED_ARGUMENTS` for ``mode`` and the strategy's
+    ``algorithm``, and where each came from.
+
+    An argument given explicitly (not ``None`` in ``explicit``) always wins;
+    otherwise the faithful mode takes :data:`RELEASE_DEFAULTS` (the release's
+    recipe) and the fast mode its algorithm's row of
+    :data:`ALGORITHM_DEFAULTS`, or :data:`RELEASE_DEFAULTS` with a warning if
+    the algorithm is a pseudo-labeller the table does not know.
+
+    :return: ``(values, sources)``; a source is ``"explicit"``,
+        ``"release"``, ``"table:<algorithm>"`` or ``"release (unknown
+        pseudo-labeller <Class>)"``.
+    """
+    name = algorithm_name(algorithm)
+    if mode == "faithful":
+        row, source = RELEASE_DEFAULTS, "release"
+    elif name is not None:
+        row, source = ALGORITHM_DEFAULTS[name], f"table:{name}"
+    else:
+        row = RELEASE_DEFAULTS
+        source = f"release (unknown pseudo-labeller {type(algorithm).__name__})"
+    values, sources = {}, {}
+    for key in TUNED_ARGUMENTS:
+        if explicit.get(key) is not None:
+            values[key], sources[key] = explicit[key], "explicit"
+        else:
+            values[key], sources[key] = row[key], source
+    return values, sources
 
 
 class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
@@ -104,13 +180,15 @@ class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
         experience's training iterations (default: the release's
         150,000 / 2^20, about 0.143). The count starts when the unlabeled
         dataset (hence the APM table) changes.
-    :param alpha: ``Beta(alpha, alpha)`` of the mixing coefficients (0.4).
+    :param alpha: ``Beta(alpha, alpha)`` of the mixing coefficients;
+        ``None``: from the algorithm (see below; the release: 0.4).
     :param k_fraction: number of least-similar candidates as a fraction of the
         unlabeled batch (0.05; the release: 15 of 224).
     :param apm_delta: ``delta`` of the APM schedule ``delta / (1 + n)`` (0.997).
-    :param loss: ``"bce"`` (sigmoid BCE, as released) or ``"ce"`` (softmax CE).
-    :param mix_weight: weight of ``L_mix1 + L_mix2`` in the objective (1, as
-        released).
+    :param loss: ``"bce"`` (sigmoid BCE, as released) or ``"ce"`` (softmax
+        CE); ``None``: from the algorithm.
+    :param mix_weight: weight of ``L_mix1 + L_mix2`` in the objective;
+        ``None``: from the algorithm (the release: 1).
     :param double_base_loss: add the base SSL loss a second time (see above);
         ``None``: the mode's default.
     :param min_apm_updates: APM updates (this step's included) an unlabeled
@@ -122,6 +200,30 @@ class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
         halves its ``4 N C`` bytes, see :mod:`ssl_ext.dynamics`).
     :param seed: seed of the plugin's CPU generator (lambdas, partner draws);
         ``None`` uses torch's global generator.
+
+    Defaults per base algorithm. ``loss``, ``mix_weight`` and ``alpha`` left
+    to ``None`` are resolved when training starts (``before_training_exp``)
+    from the strategy's ``algorithm``; an explicit value always wins. In
+    ``"fast"`` mode (:data:`ALGORITHM_DEFAULTS`, chosen on a 5,000-image
+    validation split of Fashion-MNIST, 40 labels, 1,000 iterations, seeds
+    0-2, lowest ECE at accuracy >= base - 0.5 point; the runs are in
+    ``docs/results/ssl/select.jsonl`` and ``docs/calibratemix.md``):
+
+    ==========  ======  ==========  =====  ===============================
+    algorithm   loss    mix_weight  alpha  validation, 3 seeds (ECE, acc.)
+    ==========  ======  ==========  =====  ===============================
+    fixmatch    bce     1.0         1.0    -14.2% +- 4.4, -0.63 point
+    softmatch   ce      0.5         1.0    -21.3% +- 18.9, -0.86 point
+    flexmatch   ce      0.5         1.0    -25.0% +- 18.5, -0.26 point
+    ==========  ======  ==========  =====  ===============================
+
+    In ``"faithful"`` mode (the release's recipe) the release's values
+    (:data:`RELEASE_DEFAULTS`: BCE, 1.0, 0.4). A pseudo-labeller of one's
+    own that the table does not know gets the release's values and a
+    ``UserWarning``. The resolved values are logged (``logging``, this
+    module's logger), kept in :attr:`resolved` with their source in
+    :attr:`resolved_from`, and set as :attr:`loss`, :attr:`mix_weight` and
+    :attr:`alpha`.
     """
 
     def __init__(
@@ -129,11 +231,11 @@ class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
         *,
         mode: str = "fast",
         warmup: int | float = RELEASE_WARMUP_FRACTION,
-        alpha: float = DEFAULT_ALPHA,
+        alpha: float | None = None,
         k_fraction: float = DEFAULT_K_FRACTION,
         apm_delta: float = DEFAULT_APM_DELTA,
-        loss: str = "bce",
-        mix_weight: float = 1.0,
+        loss: str | None = None,
+        mix_weight: float | None = None,
         double_base_loss: bool | None = None,
         min_apm_updates: int = 1,
         split_rule: str = "dynamics",
@@ -143,12 +245,13 @@ class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
         super().__init__()
         check_choice("mode", mode, MODES)
         check_warmup(warmup)
-        check_choice("loss", loss, MIX_LOSSES)
+        if loss is not None:
+            check_choice("loss", loss, MIX_LOSSES)
         if not 0.0 < float(apm_delta) <= 1.0:
             raise ValueError(f"apm_delta must be in (0, 1], got {apm_delta}")
-        if alpha is None or not float(alpha) > 0:
+        if alpha is not None and not float(alpha) > 0:
             raise ValueError(f"alpha must be positive, got {alpha!r}")
-        if not float(mix_weight) >= 0:
+        if mix_weight is not None and not float(mix_weight) >= 0:
             raise ValueError(f"mix_weight must be >= 0, got {mix_weight!r}")
         if double_base_loss is not None and not isinstance(double_base_loss, bool):
             raise ValueError(
@@ -159,11 +262,21 @@ class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
         self.split_rule = split_rule
         self.mode = mode
         self.warmup = warmup
-        self.alpha = float(alpha)
+        self.requested = {
+            "loss": loss,
+            "mix_weight": None if mix_weight is None else float(mix_weight),
+            "alpha": None if alpha is None else float(alpha),
+        }
+        """The per-algorithm arguments as given (``None``: from the algorithm)."""
+        self.resolved: dict | None = None
+        """Their values once training started (``None`` before)."""
+        self.resolved_from: dict | None = None
+        """Where each resolved value came from (see :func:`resolve_defaults`)."""
+        self.loss = loss
+        self.mix_weight = self.requested["mix_weight"]
+        self.alpha = self.requested["alpha"]
         self.k_fraction = check_k_fraction(k_fraction)
         self.apm_delta = float(apm_delta)
-        self.loss = loss
-        self.mix_weight = float(mix_weight)
         self.double_base_loss = (
             (mode == "faithful") if double_base_loss is None else double_base_loss
         )
@@ -201,6 +314,7 @@ class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
                 "CalibrateMixPlugin needs a SemiSupervisedStrategy, got "
                 f"{type(strategy).__name__}"
             )
+        self._resolve(strategy)
         self._prepare_tables(strategy)
         if isinstance(self.warmup, int):
             self.warmup_iterations = self.warmup
@@ -210,6 +324,35 @@ class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
         if not self._resumed:  # a fresh experience, not a resume
             self._split_sums.reset(strategy.device)
         self._resumed = False
+
+    def _resolve(self, strategy) -> None:
+        """Set ``loss``, ``mix_weight`` and ``alpha`` from the arguments given
+        and the strategy's algorithm (logged the first time)."""
+        values, sources = resolve_defaults(
+            self.mode, strategy.algorithm, self.requested
+        )
+        first = self.resolved != values
+        self.resolved, self.resolved_from = values, sources
+        self.loss = values["loss"]
+        self.mix_weight = float(values["mix_weight"])
+        self.alpha = float(values["alpha"])
+        unknown = [k for k, v in sources.items() if v.startswith("release (")]
+        if first and unknown:
+            warnings.warn(
+                "CalibrateMix has no validated defaults for the pseudo-labeller "
+                f"{type(strategy.algorithm).__name__}: using the release's values "
+                + ", ".join(f"{k}={values[k]!r}" for k in unknown)
+                + f" (validated for: {', '.join(ALGORITHM_DEFAULTS)}); pass them "
+                "explicitly to choose others",
+                UserWarning,
+                stacklevel=2,
+            )
+        if first:
+            log.info(
+                "CalibrateMix (%s mode): %s",
+                self.mode,
+                ", ".join(f"{k}={values[k]!r} ({sources[k]})" for k in values),
+            )
 
     # ------------------------------------------------------ per iteration
     def _batch_ok(self, strategy) -> bool:
@@ -326,9 +469,14 @@ class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
 
 
 __all__ = [
+    "ALGORITHM_DEFAULTS",
     "DIAGNOSTICS",
     "MODES",
     "SPLIT_RULES",
+    "RELEASE_DEFAULTS",
     "RELEASE_WARMUP_FRACTION",
+    "TUNED_ARGUMENTS",
     "CalibrateMixPlugin",
+    "algorithm_name",
+    "resolve_defaults",
 ]

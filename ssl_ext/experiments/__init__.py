@@ -7,7 +7,8 @@ that runs :class:`~ssl_ext.strategy.SemiSupervisedStrategy` the same way:
   unlabeled / validation split of a training set;
 * :mod:`.runs`: the algorithm and batch options, the USB recipe's
   learning-rate decay, CalibrateMix from the command line and its summary
-  for a result file, the pseudo-label diagnostics of a run.
+  for a result file, the pseudo-label diagnostics of a run, the raw result
+  line of a run (JSONL) and the temperature-scaling comparison.
 
 The datasets themselves, the streams, timing and the options every script
 shares come from :mod:`avalanche_mixplugins.experiments`.
@@ -30,10 +31,15 @@ from ssl_ext.experiments.runs import (
     PseudoLabelMonitor,
     add_algorithm_option,
     add_calibratemix_options,
+    add_record_options,
     add_ssl_batch_options,
+    append_record,
     calibratemix_from_args,
     calibratemix_summary,
     cosine_schedule,
+    eval_logits,
+    run_record,
+    temperature_scaling_results,
 )
 
 __all__ = [
@@ -45,14 +51,19 @@ __all__ = [
     "TrainingSplit",
     "add_algorithm_option",
     "add_calibratemix_options",
+    "add_record_options",
+    "append_record",
     "add_split_options",
     "add_ssl_batch_options",
     "balanced_labels",
     "calibratemix_from_args",
     "calibratemix_summary",
     "cosine_schedule",
+    "eval_logits",
     "load_ssl_dataset",
     "split_from_args",
+    "run_record",
     "split_training_set",
+    "temperature_scaling_results",
     "views_for_dataset",
 ]
