@@ -378,7 +378,10 @@ def run_record(result: dict, *, git: dict | None = None) -> dict:
     """The JSON line of a run from the result dict of
     ``examples/semi_supervised.py`` (``git``: :func:`git_state` of the code
     that ran, default this checkout)."""
-    cfg = result["config"]
+    cfg = dict(result["config"])
+    for key in ("output_dir", "dataset_root", "results_jsonl"):  # no machine paths
+        if cfg.get(key):
+            cfg[key] = Path(cfg[key]).name
     cm = result.get("calibratemix") or {}
     if cm and cm.get("config") is None:
         # a result file written before the plugin's configuration was stored:
