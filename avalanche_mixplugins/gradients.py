@@ -38,6 +38,9 @@ from avalanche_mixplugins.head import HeadCapture, find_linear_head
 from avalanche_mixplugins.validation import check_head_features
 
 GRAD_SPACES = ("last", "full")
+MAX_FULL_GRADIENT_BYTES = 4 * 2**30
+"""Largest ``N x P`` per-sample gradient matrix :func:`per_sample_gradients`
+builds (4 GiB); ResNet-18 at ``N = 256`` would need about 11 GiB per matrix."""
 
 
 def _f(t: Tensor) -> Tensor:
@@ -253,6 +256,7 @@ def per_sample_gradients(
     targets: Tensor,
     *,
     chunk_size: int | None = 32,
+    max_bytes: int = MAX_FULL_GRADIENT_BYTES,
 ) -> Tensor:
     """Exact per-sample gradients of soft cross-entropy, flattened: ``(N, P)``.
 
@@ -260,6 +264,8 @@ def per_sample_gradients(
     :param x: ``(N, ...)`` inputs.
     :param targets: ``(N, C)`` soft targets.
     :param chunk_size: samples per vectorised chunk (memory bound).
+    :param max_bytes: refuse (``ValueError`` naming the memory needed) when
+        the ``N x P`` result would take more bytes than this.
     """
     from torch.func import functional_call, grad, vmap
 
@@ -267,6 +273,16 @@ def per_sample_gradients(
     # the wrapped module holds the same parameters
     model = getattr(model, "module", model) if _is_ddp(model) else model
     params = _trainable(model)
+    n_params = sum(p.numel() for p in params.values())
+    itemsize = max((p.element_size() for p in params.values()), default=4)
+    need = x.shape[0] * n_params * itemsize
+    if need > max_bytes:
+        raise ValueError(
+            f"grad_space='full' needs {need / 2**30:.2f} GiB for the per-sample "
+            f"gradients of {x.shape[0]} samples x {n_params} parameters (GradMix "
+            f"holds two such matrices, {2 * need / 2**30:.2f} GiB), more than the "
+            f"bound of {max_bytes / 2**30:.2f} GiB; use grad_space='last'"
+        )
     buffers = {k: v.detach() for k, v in model.named_buffers()}
     was_training = model.training
     model.eval()

@@ -41,24 +41,40 @@ def sample_lambda(
 ) -> Tensor:
     """Draw mixing coefficients from ``Beta(alpha, alpha)``.
 
+    The draw happens on ``device`` (default: the generator's device, else the
+    CPU), with ``generator`` when given: a generator on the training device
+    keeps the draw there, with no host-device copy. For one seed, CPU and
+    CUDA generators give different numbers.
+
     :param alpha: concentration of the symmetric Beta distribution (> 0).
     :param n: number of coefficients to return.
     :param device: device of the returned tensor.
-    :param generator: optional CPU ``torch.Generator`` for reproducibility.
+    :param generator: optional ``torch.Generator`` for reproducibility; a
+        generator on another device than ``device`` draws there and the
+        result is copied (kept for callers with a CPU generator).
     :param per_sample: one coefficient per sample (default) or one shared by
         the whole batch, repeated ``n`` times.
     :return: float tensor of shape ``(n,)`` with values in ``[0, 1]``.
     """
     alpha = check_alpha(alpha)
     k = n if per_sample else 1
-    # Beta(a, a) as a ratio of Gamma draws, so a seeded generator can be used.
-    conc = torch.full((2, k), alpha, dtype=torch.float64)
+    if device is None:
+        device = generator.device if generator is not None else torch.device("cpu")
+    device = torch.device(device)
+    where = generator.device if generator is not None else device
+    # Beta(a, a) as a ratio of Gamma draws, so a seeded generator can be used
+    # (float64 where the device has it: small alpha underflows in float32)
+    dtype = torch.float32 if where.type == "mps" else torch.float64
+    conc = torch.full((2, k), alpha, dtype=dtype, device=where)
     gam = torch._standard_gamma(conc, generator=generator)
-    lam = (gam[0] / (gam[0] + gam[1]).clamp_min(1e-300)).float()
+    lam = (
+        gam[0]
+        / (gam[0] + gam[1]).clamp_min(1e-300 if dtype == torch.float64 else 1e-38)
+    ).float()
     lam = torch.nan_to_num(lam, nan=0.5).clamp_(0.0, 1.0)
     if not per_sample:
         lam = lam.expand(n).clone()
-    return lam.to(device) if device is not None else lam
+    return lam.to(device)
 
 
 def _broadcast(lam: Tensor, x: Tensor) -> Tensor:
@@ -93,22 +109,27 @@ def cutmix_boxes(
     """Random boxes whose area fraction is ``1 - lam`` (before clipping).
 
     The box side ratios follow CutMix: ``sqrt(1 - lam)`` of each side, centred
-    uniformly in the image and clipped at its borders.
+    uniformly in the image and clipped at its borders. Everything is computed
+    on ``lam``'s device, the centres drawn there with ``generator``.
 
     :param lam: ``(N,)`` requested weights of the first sample.
     :param height: image height.
     :param width: image width.
-    :param generator: optional CPU ``torch.Generator``.
+    :param generator: optional ``torch.Generator``, on ``lam``'s device (a
+        generator on another device draws there and the centres are copied).
     :return: ``(boxes, lam_adjusted)``: long ``(N, 4)`` boxes as
         ``(y0, y1, x0, x1)`` (end exclusive) on ``lam``'s device, and the
         weights corrected to ``1 - pasted area / image area``.
     """
     n = lam.shape[0]
-    cut = torch.sqrt((1.0 - lam.detach().float().cpu()).clamp(0.0, 1.0))
+    device = lam.device
+    where = generator.device if generator is not None else device
+    cut = torch.sqrt((1.0 - lam.detach().float()).clamp(0.0, 1.0))
     ch = torch.round(cut * height).long()
     cw = torch.round(cut * width).long()
-    cy = torch.randint(0, height, (n,), generator=generator)
-    cx = torch.randint(0, width, (n,), generator=generator)
+    cy = torch.randint(0, height, (n,), generator=generator, device=where)
+    cx = torch.randint(0, width, (n,), generator=generator, device=where)
+    cy, cx = cy.to(device), cx.to(device)
     y0 = cy - ch // 2
     x0 = cx - cw // 2
     y1 = (y0 + ch).clamp(0, height)
@@ -118,7 +139,7 @@ def cutmix_boxes(
     boxes = torch.stack([y0, y1, x0, x1], dim=1)
     area = ((y1 - y0) * (x1 - x0)).float()
     lam_adj = 1.0 - area / float(height * width)
-    return boxes.to(lam.device), lam_adj.to(device=lam.device, dtype=lam.dtype)
+    return boxes, lam_adj.to(dtype=lam.dtype)
 
 
 def box_masks(boxes: Tensor, height: int, width: int) -> Tensor:
@@ -142,7 +163,8 @@ def cutmix_inputs(
     :param x: image batch ``(N, C, H, W)`` (any dtype).
     :param partner: long ``(N,)`` partner indices.
     :param lam: ``(N,)`` requested weights of the first sample.
-    :param generator: optional CPU ``torch.Generator`` for the box centres.
+    :param generator: optional ``torch.Generator`` for the box centres (on
+        ``lam``'s device to keep the draw there).
     :return: ``(mixed, lam_adjusted)`` where ``lam_adjusted = 1 - box area /
         image area`` is the weight to give the first sample's label.
     """

@@ -3,8 +3,8 @@
 A policy sees the labels of a training batch and which of its samples are
 previous-task (buffer) samples, and returns for every sample a partner index
 and whether the sample takes part in mixing. The choice is batched (one
-``torch.multinomial`` over an ``N x N`` weight matrix), with no Python loop
-over samples and no host-device synchronisation.
+exponential race over an ``N x N`` weight matrix, see :func:`draw_partners`),
+with no Python loop over samples and no host-device synchronisation.
 
 :class:`RandomPairs` is the pairing of Mixup and CutMix. :class:`GradientPairs`
 is the class-pair criterion of GradMix:
@@ -67,6 +67,14 @@ def draw_partners(
 ) -> tuple[Tensor, Tensor]:
     """Draw one partner per row of a non-negative ``(N, N)`` weight matrix.
 
+    Row ``i`` gets partner ``j`` with probability ``w_ij / sum_k w_ik``, by an
+    exponential race on the weights' device: ``argmax_j w_ij / E_ij`` with
+    ``E_ij ~ Exp(1)`` (the Gumbel-max trick in another form; for a 0/1 matrix
+    a uniform draw among the admissible partners). Nothing is moved to the
+    host and the output shape does not depend on the weights.
+
+    :param generator: a ``torch.Generator`` on the weights' device (one on
+        another device draws there and the noise is copied).
     :return: ``(partner, active)``: long ``(N,)`` partner indices and a bool
         ``(N,)`` mask of rows that had at least one admissible partner (rows
         without one get themselves as partner and ``active = False``).
@@ -76,13 +84,11 @@ def draw_partners(
     active = weights.sum(dim=1) > 0
     eye = torch.eye(n, device=weights.device, dtype=weights.dtype)
     safe = torch.where(active.view(-1, 1), weights, eye)
-    if generator is not None and generator.device != safe.device:
-        # Sample on the generator's device, then move back (CPU generator).
-        partner = torch.multinomial(safe.cpu(), 1, generator=generator).squeeze(1)
-        partner = partner.to(weights.device)
-    else:
-        partner = torch.multinomial(safe, 1, generator=generator).squeeze(1)
-    return partner, active
+    where = generator.device if generator is not None else safe.device
+    race = torch.empty(n, n, device=where).exponential_(generator=generator)
+    race = race.to(safe.device)
+    key = torch.where(safe > 0, safe / race, torch.full_like(safe, -1.0))
+    return key.argmax(dim=1), active
 
 
 class PairPolicy:
@@ -297,8 +303,9 @@ class GradientPairs(PairPolicy):
         allowed = allowed_pairs(is_buffer, self.pairing)
         blocked = self.known_detrimental(y)
         if self.refresh > 0:
-            u = torch.rand(y.shape[0], generator=generator)
-            explore = (u < self.refresh).to(y.device).view(-1, 1)
+            where = generator.device if generator is not None else y.device
+            u = torch.rand(y.shape[0], generator=generator, device=where)
+            explore = (u.to(y.device) < self.refresh).view(-1, 1)
             blocked = blocked & ~explore
         weights = allowed & ~blocked
         if self.fallback == "same_class":

@@ -70,8 +70,6 @@ with known_warnings_silenced():
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 DOCUMENTED_SYNCS = {
-    "avalanche_mixplugins/plugins/base.py": "mixing plugins: non-finite check of "
-    "the mixed loss, one per step (docs/bad_input.md)",
     "ssl_ext/strategy.py": "SSL strategy: label range, once per experience "
     "(docs/bad_input.md)",
     "ssl_ext/pseudo_labelling.py": "SSL strategy: non-finite check of the "

@@ -69,12 +69,12 @@ class SplitDiagnostics:
         row = torch.stack(
             [
                 torch.ones((), device=apm.device),
-                torch.tensor(float(apm.shape[0]), device=apm.device),
+                torch.full((), float(apm.shape[0]), device=apm.device),
                 easy.sum(),
                 hard.sum(),
                 (apm * easy).sum(),
                 (apm * hard).sum(),
-                torch.tensor(float(aum.shape[0]), device=apm.device),
+                torch.full((), float(aum.shape[0]), device=apm.device),
                 lab_easy.sum(),
                 (aum * lab_easy).sum(),
                 (aum * (1 - lab_easy)).sum(),

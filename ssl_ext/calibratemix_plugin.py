@@ -198,8 +198,9 @@ class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
         undecided samples stay undecided), everything else unchanged.
     :param apm_dtype: storage dtype of the APM table (``torch.float16``
         halves its ``4 N C`` bytes, see :mod:`ssl_ext.dynamics`).
-    :param seed: seed of the plugin's CPU generator (lambdas, partner draws);
-        ``None`` uses torch's global generator.
+    :param seed: seed of the plugin's generator (lambdas, partner draws),
+        created on the training device; ``None`` uses the device's default
+        generator. CPU and CUDA draw different numbers for one seed.
 
     Defaults per base algorithm. ``loss``, ``mix_weight`` and ``alpha`` left
     to ``None`` are resolved when training starts (``before_training_exp``)
@@ -303,6 +304,20 @@ class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
         self._resumed = False
 
     # ------------------------------------------------------------- setup
+    def _generator_for(self, device) -> torch.Generator | None:
+        """The seeded generator on the training device (created from ``seed``
+        the first time it is needed there), or ``None`` without a seed (the
+        device's default generator then draws)."""
+        if self.generator is None:
+            return None
+        device = torch.device(device)
+        if device.type != "cpu" and device.index is None:
+            module = torch.get_device_module(device)
+            device = torch.device(device.type, module.current_device())
+        if self.generator.device != device:
+            self.generator = torch.Generator(device=device).manual_seed(self.seed)
+        return self.generator
+
     @property
     def active(self) -> bool:
         """True once the warm-up is over (mixing is on)."""
@@ -401,8 +416,10 @@ class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
             return
         aum, apm, decided = self.split_scores(strategy)
         if self.split_rule == "random":
-            aum = torch.rand(aum.shape, generator=self.generator).to(aum.device)
-            apm = torch.rand(apm.shape, generator=self.generator).to(apm.device)
+            gen = self._generator_for(strategy.device)
+            aum = torch.rand(aum.shape, generator=gen, device=aum.device)
+            apm = torch.rand(apm.shape, generator=gen, device=apm.device)
+        gen = self._generator_for(strategy.device)
         self.mixed = make_mixed_batch(
             strategy.mb_x,
             strategy.mb_ulb_weak,
@@ -411,7 +428,7 @@ class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
             unlabeled_decided=decided,
             alpha=self.alpha,
             k_fraction=self.k_fraction,
-            generator=self.generator,
+            generator=gen,
         )
         self._split_sums.record(self.mixed)
 

@@ -153,7 +153,7 @@ BUGS: list[Bug] = [
     ),
     Bug(
         "mix-buffer-by-experience-not-label", "mixing", "avalanche_mixplugins/plugins/base.py",
-        "        is_buffer = ~torch.isin(y, self._current)",
+        "        is_buffer = ~lut[y.clamp(-1, lut.shape[0] - 1)]",
         "        is_buffer = torch.zeros_like(y, dtype=torch.bool)",
         ("tests/plugins/test_mixed_loss.py::test_buffer_samples_are_found_per_strategy",),
         "previous-class samples are not recognised as buffer samples",
@@ -202,10 +202,10 @@ BUGS: list[Bug] = [
     ),
     Bug(
         "mix-nan-loss-added", "bad-values", "avalanche_mixplugins/plugins/base.py",
-        "        if not bool(torch.isfinite(loss)):",
-        "        if False:",
-        ("tests/plugins/test_bad_input.py::test_non_finite_values_never_enter_gradmix_state",),
-        "a NaN mixed loss is added to the strategy's loss",
+        "            x_mix = torch.where(ok, x_mix, torch.zeros_like(x_mix))",
+        "            x_mix = x_mix",
+        ("tests/plugins/test_replay_setups.py::test_non_finite_mixed_loss_is_skipped_and_scores_stay_finite",),
+        "a NaN mixed input reaches the forward (its zero-weighted loss poisons the gradients)",
     ),
     # ---------------------------------------------------------- GradMix
     Bug(

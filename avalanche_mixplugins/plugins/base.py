@@ -23,6 +23,7 @@ streams).
 
 from __future__ import annotations
 
+import random
 import warnings
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -88,6 +89,10 @@ class MixingStepBatch:
     """Long ``(N,)``: each sample's operation (index into
     :data:`~avalanche_mixplugins.mixing.OPERATIONS`) when ``mix="auto"``, or
     ``None`` when one operation mixes the whole batch."""
+    finite: Tensor | None = None
+    """Bool ``()``: the mixed inputs and the model's output on them were finite
+    (``None``: not checked). Non-finite values were replaced by 0 in
+    ``x_mix`` and ``logits``, so the step stays finite either way."""
 
 
 MIX_CHOICES = (*MIX_MODES, "auto")
@@ -134,8 +139,17 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         :attr:`default_asymmetric` for ``ER_ACE`` and ``ER_AML``, off
         otherwise.
     :param seed: seed of the plugin's own random generator (pairs, ``lam``,
-        boxes); ``None`` draws it from torch's global generator, so
-        ``torch.manual_seed`` before building the plugin makes runs repeat.
+        boxes), which lives on the strategy's device (created from the seed
+        when the device is known, see :meth:`_generator_for`), and of the
+        host-side ``prob`` coin; ``None`` draws it from torch's global
+        generator, so ``torch.manual_seed`` before building the plugin makes
+        runs repeat. Runs repeat per device: CPU and CUDA generators draw
+        different numbers for one seed.
+
+    The step never waits for the host: draws happen on the device generator,
+    class membership is a lookup table, and a non-finite mixed term is
+    replaced by 0 on the device and counted there (:attr:`skipped_steps`,
+    read and warned about once per epoch).
     """
 
     def __init__(
@@ -177,7 +191,15 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         self.asymmetric = asymmetric
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.seed = int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        """The plugin's generator: on the CPU until :meth:`_generator_for` is
+        called with the training device, then on that device."""
+        self._pending_state: tuple[str, Tensor] | None = None
+        # the prob coin decides on the host whether a step is mixed: a host
+        # generator, so the decision never waits for the device
+        self._coin = random.Random(self.seed)
+        self._current_lut: Tensor | None = None
         self.last_loss: Tensor | None = None
         self.last_batch: MixingStepBatch | None = None
         """The last step's mixed batch (inputs, partners, ``lam``, logits), for inspection."""
@@ -189,13 +211,56 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         self._has_previous = False
         self._check_labels = True
         self._check_output = True
-        self._skipped = 0
+        self._skipped: Tensor | int = 0
+        self._warned_skipped = False
 
     # -- which samples ------------------------------------------------------
+    def _generator_for(self, device: torch.device | str) -> torch.Generator:
+        """The plugin's generator on ``device``, created from ``seed`` (or from a
+        restored state saved on that kind of device) the first time."""
+        device = torch.device(device)
+        if device.type != "cpu" and device.index is None:
+            device = torch.device(
+                device.type, torch.get_device_module(device).current_device()
+            )
+        if self.generator.device != device:
+            self.generator = torch.Generator(device=device).manual_seed(self.seed)
+        if self._pending_state is not None:
+            kind, state = self._pending_state
+            self._pending_state = None
+            if kind == self.generator.device.type:
+                self.generator.set_state(state)
+            else:
+                warnings.warn(
+                    f"{type(self).__name__}: the generator state was saved on "
+                    f"{kind!r} and cannot be restored on {device.type!r}; the "
+                    "generator restarts from the seed",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        return self.generator
+
+    def _current_lookup(self, device: torch.device, classes=None) -> Tensor:
+        """Bool ``(max class + 2,)``: which labels are current classes (the last
+        entry, False, is where labels outside the table land)."""
+        lut = self._current_lut
+        if lut is None or lut.device != device:
+            if classes is None:
+                classes = self._current_classes
+            classes = sorted(int(c) for c in classes)
+            lut = torch.zeros(max(classes, default=-1) + 2, dtype=torch.bool)
+            lut[classes] = True
+            lut = lut.to(device)
+            self._current_lut = lut
+        return lut
+
     def before_training_exp(self, strategy: SupervisedTemplate, **kwargs):
         classes = sorted(int(c) for c in strategy.experience.classes_in_this_experience)
         self._current_classes = classes
         self._current = torch.tensor(classes, dtype=torch.long, device=strategy.device)
+        self._current_lut = None
+        self._current_lookup(torch.device(strategy.device), classes)
+        self._generator_for(strategy.device)
         self._check_labels = True
         self._check_output = True
         self._has_previous = bool(self._seen_classes - set(classes))
@@ -207,6 +272,18 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
             self._check_output = False
             if out.dim() == 2:
                 check_label_range(strategy.mb_y, out.shape[1])
+
+    def after_training_epoch(self, strategy: SupervisedTemplate, **kwargs):
+        # the count of non-finite steps is read once per epoch, not per step
+        if not self._warned_skipped and self.skipped_steps > 0:
+            self._warned_skipped = True
+            warnings.warn(
+                f"{type(self).__name__}: the mixed loss is not finite (NaN or inf "
+                "in the inputs or the logits); the mixed term is skipped for such "
+                "steps (count in plugin.skipped_steps)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def after_training_exp(self, strategy: SupervisedTemplate, **kwargs):
         self._seen_classes.update(
@@ -233,10 +310,14 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
             x = torch.cat([x, extra[0]])
             y = torch.cat([y, extra[1]])
             t = torch.cat([t, extra[2]])
-        if self._current is None or self._current.device != y.device:
+        if self._current_lut is None or self._current_lut.device != y.device:
             classes = strategy.experience.classes_in_this_experience
-            self._current = torch.tensor(sorted(classes), device=y.device)
-        is_buffer = ~torch.isin(y, self._current)
+            self._current_lut = None
+            self._current_lookup(y.device, classes)
+        # a C-length lookup, not torch.isin (which sorts, and syncs, for many
+        # classes); labels outside the table (and negative ones) are not current
+        lut = self._current_lut
+        is_buffer = ~lut[y.clamp(-1, lut.shape[0] - 1)]
         return x, y, t, is_buffer
 
     default_asymmetric: str = "current"
@@ -262,7 +343,7 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         """Partners and active mask, or ``None`` to skip mixing this step."""
         if self.policy.pairing in BUFFER_PAIRINGS and not self._has_previous:
             return None
-        return self.policy.select(y, is_buffer, generator=self.generator)
+        return self.policy.select(y, is_buffer, generator=self._generator_for(y.device))
 
     switch_prob: float = 0.5
     """With ``mix="auto"`` and a policy that does not choose operations: the
@@ -272,13 +353,14 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         """Long ``(n,)`` operation per sample (``mix="auto"``, random policies)."""
         from avalanche_mixplugins.operation_pairs import uniform_like
 
-        u = uniform_like((n,), device, self.generator)
+        u = uniform_like((n,), device, self._generator_for(device))
         return (u < self.switch_prob).long()
 
     def draw_lambda(self, n: int, operation: Tensor | None, device) -> Tensor:
         """``(n,)`` mixing weights, ``Beta(alpha, alpha)``; one per sample."""
         del operation
-        return sample_lambda(self.alpha, n, generator=self.generator).to(device)
+        gen = self._generator_for(device)
+        return sample_lambda(self.alpha, n, device=device, generator=gen)
 
     def sample_weights(
         self, strategy: SupervisedTemplate, batch: MixingStepBatch
@@ -307,18 +389,28 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
             return None
         partner, active, *chosen_op = chosen
         operation = chosen_op[0] if chosen_op else None
+        gen = self._generator_for(x.device)
         if operation is None and self.mix == "auto":
             operation = self.draw_operations(x.shape[0], x.device)
         lam = self.draw_lambda(x.shape[0], operation, x.device)
         if operation is None:
-            x_mix, lam_y = apply_mix(
-                self.mix, x, partner, lam, generator=self.generator
-            )
+            x_mix, lam_y = apply_mix(self.mix, x, partner, lam, generator=gen)
         else:
-            x_mix, lam_y = mix_by_operation(
-                x, partner, lam, operation, generator=self.generator
-            )
+            x_mix, lam_y = mix_by_operation(x, partner, lam, operation, generator=gen)
+        finite = None
+        if x_mix.is_floating_point():
+            # NaN/inf inputs are zeroed (and the step's mixed term dropped in
+            # before_backward) without asking the host: a zero-weighted NaN
+            # would still poison the gradients
+            ok = torch.isfinite(x_mix)
+            x_mix = torch.where(ok, x_mix, torch.zeros_like(x_mix))
+            finite = ok.all()
+            active = active & ok.flatten(1).all(dim=1)
         logits = avalanche_forward(strategy.model, x_mix, t)
+        if isinstance(logits, Tensor) and logits.is_floating_point():
+            ok = torch.isfinite(logits)
+            logits = torch.where(ok, logits, torch.zeros_like(logits))
+            finite = ok.all() if finite is None else finite & ok.all()
         if self._check_labels:
             # once per experience (one host sync): labels must index the outputs
             self._check_labels = False
@@ -337,16 +429,24 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
             )
             logits = logits.masked_fill(mask, float("-inf"))
         return MixingStepBatch(
-            x, y, t, is_buffer, partner, active, lam_y, x_mix, logits, mask, operation
+            x,
+            y,
+            t,
+            is_buffer,
+            partner,
+            active,
+            lam_y,
+            x_mix,
+            logits,
+            mask,
+            operation=operation,
+            finite=finite,
         )
 
     def before_backward(self, strategy: SupervisedTemplate, **kwargs):
         if not strategy.is_training or self.weight == 0.0:
             return
-        if (
-            self.prob < 1.0
-            and float(torch.rand((), generator=self.generator)) >= self.prob
-        ):
+        if self.prob < 1.0 and self._coin.random() >= self.prob:
             return
         batch = self.mixed_batch(strategy)
         if batch is None:
@@ -357,19 +457,14 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         w = self.sample_weights(strategy, batch)
         loss = (per_sample * w).sum() / self.loss_denominator(batch, w)
         # A non-finite mixed loss (NaN/inf in the inputs or logits) is left out
-        # of the step (one host sync, shared by every plugin); a zero-weighted
-        # NaN would still poison the gradients.
-        if not bool(torch.isfinite(loss)):
-            self._skipped += 1
-            if self._skipped == 1:
-                warnings.warn(
-                    f"{type(self).__name__}: the mixed loss is not finite (NaN or inf "
-                    "in the inputs or the logits); the mixed term is skipped for such "
-                    "steps (count in plugin.skipped_steps)",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-            return
+        # of the step on the device: the inputs and logits were zeroed where
+        # not finite (mixed_batch), so the term and its gradient are finite, and
+        # it is replaced by 0 and counted; the count is read once per epoch.
+        ok = torch.isfinite(loss)
+        if batch.finite is not None:
+            ok = ok & batch.finite
+        self._skipped = self._skipped + (~ok).long()
+        loss = torch.where(ok, loss, torch.zeros_like(loss))
         self.last_loss = loss.detach()
         self.last_batch = replace(batch, logits=batch.logits.detach())
         self.last_weights = w.detach()
@@ -380,20 +475,29 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
 
     @property
     def skipped_steps(self) -> int:
-        """Iterations whose mixed loss was not finite and was left out."""
-        return self._skipped
+        """Iterations whose mixed loss was not finite and was left out (reading
+        it waits for the device: the count is kept there)."""
+        return int(self._skipped)
 
     # -- state ------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Plain state (tensors, numbers) to resume a run with ``torch.save``."""
         return {
             "generator": self.generator.get_state(),
+            "generator_device": self.generator.device.type,
+            "coin": self._coin.getstate(),
             "seen_classes": sorted(self._seen_classes),
             "policy": self.policy.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+        kind = state.get("generator_device", "cpu")
+        if kind == self.generator.device.type:
+            self.generator.set_state(state["generator"])
+        # (again) when the training device is known, see _generator_for
+        self._pending_state = (kind, state["generator"])
+        if "coin" in state:
+            self._coin.setstate(state["coin"])
         self._seen_classes = set(int(c) for c in state["seen_classes"])
         self.policy.load_state_dict(state["policy"])
 

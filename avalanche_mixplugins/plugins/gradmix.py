@@ -279,6 +279,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
             self._capture.enabled = False
 
     def after_training_epoch(self, strategy: SupervisedTemplate, **kwargs):
+        super().after_training_epoch(strategy, **kwargs)
         # Published before the evaluator's own after_training_epoch, which hands
         # it to every logger (printed by the InteractiveLogger with the epoch's
         # metrics, written by TensorBoard/CSV-style loggers).
@@ -330,7 +331,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
             if self.no_buffer == "none" or self.policy.pairing in BUFFER_PAIRINGS:
                 return None
             allowed = allowed_pairs(is_buffer, self.policy.pairing)
-            return draw_partners(allowed, generator=self.generator)
+            return draw_partners(allowed, generator=self._generator_for(y.device))
         n_labels = max(self._seen_classes | set(self._current_classes)) + 1
         self.policy.grow(n_labels, device=y.device)
         self.policy.exempt = self._exempt_classes(strategy, n_labels, y.device)

@@ -85,13 +85,13 @@ class MixupCutMixPlugin(RandomMixPlugin, supports_distributed=True):
     def draw_operations(self, n: int, device) -> Tensor:
         if self.mode == "elem":
             return super().draw_operations(n, device)
-        u = uniform_like((1,), device, self.generator)
+        u = uniform_like((1,), device, self._generator_for(device))
         return (u < self.switch_prob).long().expand(n)
 
     def draw_lambda(self, n: int, operation: Tensor | None, device) -> Tensor:
-        lam_mix = sample_lambda(self.mixup_alpha, n, generator=self.generator)
-        lam_cut = sample_lambda(self.cutmix_alpha, n, generator=self.generator)
-        lam_mix, lam_cut = lam_mix.to(device), lam_cut.to(device)
+        gen = self._generator_for(device)
+        lam_mix = sample_lambda(self.mixup_alpha, n, device=device, generator=gen)
+        lam_cut = sample_lambda(self.cutmix_alpha, n, device=device, generator=gen)
         if operation is None:
             return lam_mix
         return torch.where(operation.to(device) == 1, lam_cut, lam_mix)

@@ -80,7 +80,8 @@ def make_mixed_batch(
     :param alpha: ``Beta(alpha, alpha)`` of the two mixing coefficients (0.4).
     :param k_fraction: ``k`` as a fraction of ``U`` (0.05), see
         :func:`num_candidates`.
-    :param generator: optional CPU generator (lambdas and partner draws).
+    :param generator: optional generator (lambdas and partner draws), on
+        the inputs' device to keep the draws there.
     """
     alpha = check_alpha(alpha)
     b, u = x_labeled.shape[0], x_unlabeled.shape[0]
@@ -115,7 +116,7 @@ def make_mixed_batch(
             torch.ones(lab_hard.shape[0], dtype=torch.long, device=device),
         ]
     )
-    lam = sample_lambda(alpha, 2, generator=generator).to(device)[group]
+    lam = sample_lambda(alpha, 2, device=device, generator=generator)[group]
     # mix_inputs mixes rows of one tensor: put each labeled side and its
     # unlabeled partner in one (2B, ...) tensor and keep the first B rows
     pool = torch.cat([x_labeled[labeled], x_unlabeled[partner]])

@@ -109,7 +109,8 @@ def dissimilar_partners(
     :param unlabeled_hard: bool ``(U,)``: the unlabeled sample is hard;
         ``None`` means every sample that is not easy. Samples neither easy nor
         hard (undecided) are never drawn.
-    :param generator: optional CPU generator of the uniform draw.
+    :param generator: optional generator of the uniform draw (on the inputs'
+        device to keep it there).
     """
     b, u = x_labeled.shape[0], x_unlabeled.shape[0]
     if unlabeled_hard is None:
@@ -132,7 +133,8 @@ def dissimilar_partners(
     candidates = least_similar(sim, allowed, k)
     n_allowed = allowed.sum(dim=1)
     k_eff = n_allowed.clamp(min=1, max=k)
-    u01 = torch.rand(b, generator=generator).to(sim.device)
+    where = generator.device if generator is not None else sim.device
+    u01 = torch.rand(b, generator=generator, device=where).to(sim.device)
     pick = (u01 * k_eff).long().clamp_max(k_eff - 1)
     partner = candidates.gather(1, pick[:, None]).squeeze(1)
     similarity = sim.gather(1, partner[:, None]).squeeze(1)

@@ -296,3 +296,15 @@ def test_kind_prior_starts_new_pairs_from_their_kind():
     again.load_state_dict(state)
     assert torch.equal(again.kind_scores, with_prior.kind_scores)
     assert torch.equal(again.fresh, with_prior.fresh)
+
+
+def test_full_space_refuses_a_gradient_matrix_over_the_memory_bound():
+    """2 samples x 650 parameters x 4 bytes = 5,200 bytes: over a 5,000-byte
+    bound the call refuses and names the memory; under it, it runs."""
+    from avalanche_mixplugins.gradients import per_sample_gradients
+
+    model = torch.nn.Linear(64, 10)
+    x, t = torch.randn(2, 64), torch.softmax(torch.randn(2, 10), dim=1)
+    with pytest.raises(ValueError, match=r"needs 0\.00 GiB .* 2 samples x 650"):
+        per_sample_gradients(model, x, t, max_bytes=5_000)
+    assert per_sample_gradients(model, x, t, max_bytes=5_200).shape == (2, 650)
