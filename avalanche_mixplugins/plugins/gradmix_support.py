@@ -97,7 +97,9 @@ NO_REPLAY = (
 def check_has_replay(strategy: SupervisedTemplate) -> None:
     """Warn before training when the strategy has no replay buffer at all."""
     if not _has_replay(strategy):
-        what = f"{type(strategy).__name__} has no replay buffer (no storage policy)"
+        what = (
+            f"{type(strategy).__name__} has no replay buffer (none, or one of size 0)"
+        )
         warnings.warn(NO_REPLAY.format(what=what), RuntimeWarning, stacklevel=3)
 
 
