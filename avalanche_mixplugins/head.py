@@ -13,16 +13,30 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 
-def find_linear_head(model: nn.Module) -> tuple[str, nn.Linear]:
+def find_linear_head(
+    model: nn.Module, name: str | None = None
+) -> tuple[str, nn.Linear]:
     """Find the classification head of ``model``.
 
-    timm models answer ``get_classifier()``; other models use their last
-    ``nn.Linear`` in registration order (like Avalanche's
-    ``get_last_fc_layer``).
+    ``name`` names it (a key of ``model.named_modules()``; a wrapper's
+    ``module.`` prefix is added when needed). Without it, timm models answer
+    ``get_classifier()``; other models use their last ``nn.Linear`` in
+    registration order (like Avalanche's ``get_last_fc_layer``).
 
     :return: ``(name, module)``.
-    :raise ValueError: if the model has no linear layer.
+    :raise ValueError: if the model has no linear layer, or ``name`` is not
+        one of its linear layers (the message lists them).
     """
+    if name is not None:
+        modules = dict(model.named_modules())
+        for key in (name, f"module.{name}"):
+            if isinstance(modules.get(key), nn.Linear):
+                return key, modules[key]
+        linear = [k for k, m in modules.items() if isinstance(m, nn.Linear)]
+        raise ValueError(
+            f"head={name!r} is not an nn.Linear layer of {type(model).__name__}; "
+            f"its linear layers are {linear or 'none'}"
+        )
     getter = getattr(model, "get_classifier", None)
     if callable(getter):
         head = getter()

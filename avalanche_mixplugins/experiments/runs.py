@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import platform
 import warnings
 from collections.abc import Iterator, Mapping
@@ -73,8 +72,12 @@ def known_warnings_silenced() -> Iterator[None]:
 
 
 def default_threads() -> int:
-    """min(4, CPUs): small models gain little from more threads on a shared machine."""
-    return max(1, min(4, os.cpu_count() or 1))
+    """1: the examples' small models run as fast on one thread, and far faster
+    on a busy machine (measured in ``docs/threads.md``).
+
+    More threads help larger models on an idle machine: ``--threads N``.
+    """
+    return 1
 
 
 @contextlib.contextmanager
@@ -90,10 +93,33 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def script_parser(doc: str | None) -> argparse.ArgumentParser:
-    """An argument parser whose ``--help`` shows the script's docstring as written."""
+    """An argument parser whose ``--help`` shows the script's docstring as written.
+
+    Options must be spelt out (``allow_abbrev=False``): a prefix such as
+    ``--dataset`` is never taken for a longer option (``--dataset-root``).
+    """
     return argparse.ArgumentParser(
-        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
+
+
+class UsageError(Exception):
+    """A wrong command-line value found after parsing (a dataset, a model name).
+
+    :func:`usage_errors` turns it into argparse's one-line ``error:`` message.
+    """
+
+
+@contextlib.contextmanager
+def usage_errors(p: argparse.ArgumentParser) -> Iterator[None]:
+    """Report a :class:`UsageError` raised in the block as ``p.error`` does
+    (usage, then ``prog: error: message``; exit status 2), without a traceback."""
+    try:
+        yield
+    except UsageError as exc:
+        p.error(" ".join(str(exc).split()))
 
 
 def add_device_option(p: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -113,8 +139,8 @@ def add_threads_option(
         "--threads",
         type=int,
         default=default,
-        help=f"torch intra-op CPU threads (default: {shown}); use 1 when several "
-        "runs share the cores. Run time depends strongly on it",
+        help=f"torch intra-op CPU threads (default: {shown}); more help large "
+        "models on an idle machine, and slow small ones down a lot on a busy one",
     )
 
 
@@ -259,6 +285,7 @@ def calibration_results(results: Mapping[str, float]) -> dict[str, float]:
 __all__ = [
     "KNOWN_HARMLESS_MESSAGES",
     "KNOWN_HARMLESS_WARNINGS",
+    "UsageError",
     "add_batch_size_option",
     "add_device_option",
     "add_log_options",
@@ -276,4 +303,5 @@ __all__ = [
     "software_versions",
     "top_label_predictions",
     "torch_threads",
+    "usage_errors",
 ]

@@ -212,6 +212,24 @@ _STREAM_OPTIONS = (
 :func:`class_incremental_from_tensors`."""
 
 
+def _per_class_subset(
+    x: Tensor, y: Tensor, per_class: int, seed: int
+) -> tuple[Tensor, Tensor]:
+    """``per_class`` random images of every class (seeded), in the data's order."""
+    gen = torch.Generator().manual_seed(seed)
+    keep = []
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y == c).flatten()
+        if idx.numel() < per_class:
+            raise ValueError(
+                f"per_class={per_class} but class {c} has only {idx.numel()} "
+                "training images"
+            )
+        keep.append(idx[torch.randperm(idx.numel(), generator=gen)[:per_class]])
+    keep = torch.sort(torch.cat(keep)).values
+    return x[keep], y[keep]
+
+
 def _split(
     tensors: Callable[[], tuple[Tensor, Tensor, Tensor, Tensor]],
     arguments: dict[str, Any],
@@ -219,13 +237,22 @@ def _split(
     """Build a ``split_*`` benchmark from its call's ``arguments``.
 
     The stream options are checked before ``tensors()`` loads the data, so a
-    wrong argument is reported even where a dataset is missing.
+    wrong argument is reported even where a dataset is missing. A
+    ``per_class`` argument keeps that many training images of each class.
     """
     options = {name: arguments[name] for name in _STREAM_OPTIONS}
     options["n_experiences"] = check_n_experiences(options["n_experiences"])
     options["seed"] = check_seed(options["seed"])
     options["fixed_class_order"] = check_class_order(options["fixed_class_order"])
-    return class_incremental_from_tensors(*tensors(), **options)
+    per_class = arguments.get("per_class")
+    if per_class is not None and (
+        isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1
+    ):
+        raise ValueError(f"per_class must be a positive int or None, got {per_class!r}")
+    x_tr, y_tr, x_te, y_te = tensors()
+    if per_class is not None:
+        x_tr, y_tr = _per_class_subset(x_tr, y_tr, per_class, options["seed"])
+    return class_incremental_from_tensors(x_tr, y_tr, x_te, y_te, **options)
 
 
 def split_digits(
@@ -285,6 +312,7 @@ def split_fashion_mnist(
     search_system: bool = True,
     download: bool = True,
     root_option: str = "dataset_root=<dir>",
+    per_class: int | None = None,
     train_transform: Callable | None = None,
     eval_transform: Callable | None = None,
     normalize: bool = False,
@@ -295,7 +323,11 @@ def split_fashion_mnist(
     60,000 train / 10,000 test images of shape ``(1, 28, 28)``), which takes
     ``dataset_root``, ``search_system``, ``download`` and ``root_option`` and
     says where the files are looked for (``FileNotFoundError`` when they are
-    neither found nor downloaded). The other arguments are those of
+    neither found nor downloaded; a ``dataset_root`` without the data is
+    refused, never replaced by the Debian copy). ``per_class`` keeps that
+    many random training images of each class (seeded by ``seed``; the test
+    split stays whole), e.g. ``per_class=500`` for a 5,000-image stream
+    that trains in seconds. The other arguments are those of
     :func:`class_incremental_from_tensors`.
     """
     return _split(

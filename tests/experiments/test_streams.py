@@ -335,3 +335,24 @@ def test_replay_strategies_train_on_split_digits(digits_benchmark, kind):
     assert buffer_classes & first
     accuracy = [v for k, v in results.items() if k.startswith("Top1_Acc_Stream/eval")]
     assert accuracy and accuracy[0] > 0.3  # chance over 4 seen classes is 0.25
+
+
+def test_split_fashion_mnist_per_class(fashion_installed):
+    bench = streams.split_fashion_mnist(per_class=30, seed=2)
+    train = [exp.dataset for exp in bench.train_stream]
+    labels = torch.tensor([int(y) for d in train for y in d.targets])
+    assert torch.bincount(labels, minlength=10).tolist() == [30] * 10
+    assert sum(len(exp.dataset) for exp in bench.test_stream) == 10000
+    again = streams.split_fashion_mnist(per_class=30, seed=2)
+    other = streams.split_fashion_mnist(per_class=30, seed=3)
+    first = torch.stack([train[0][i][0] for i in range(5)])
+    assert torch.equal(
+        first, torch.stack([again.train_stream[0].dataset[i][0] for i in range(5)])
+    )
+    x_other = torch.stack([other.train_stream[0].dataset[i][0] for i in range(5)])
+    assert not torch.equal(first, x_other)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="per_class must be a positive int"):
+            streams.split_fashion_mnist(per_class=bad)
+    with pytest.raises(ValueError, match="has only 6000 training images"):
+        streams.split_fashion_mnist(per_class=6001)
