@@ -255,6 +255,10 @@ class LossTracker:
         self.plugin = _Plugin()
 
 
+PROVENANCE = provenance()
+"""Version and commit of the code this process imported (read once, at import)."""
+
+
 def run(
     cfg: RunConfig, *, threads: int = 1, on_experience=None, extra_plugins=()
 ) -> dict:
@@ -296,7 +300,7 @@ def run(
     result = {
         "config": asdict(cfg),
         "plugin": resolved_plugin_arguments(cfg),
-        **provenance(),
+        **PROVENANCE,
         "accuracy_matrix": acc.tolist(),
         "final_accuracy": final,
         "forgetting": forgetting,

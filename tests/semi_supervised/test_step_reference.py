@@ -190,7 +190,12 @@ def test_one_iteration_equals_a_plain_pytorch_reference(algorithm, mode):
     cm = None
     if mode is not None:
         cm = CalibrateMixPlugin(
-            mode=mode, warmup=0, mix_weight=MIX_WEIGHT, k_fraction=0.2, seed=1
+            mode=mode,
+            warmup=0,
+            loss="bce",
+            mix_weight=MIX_WEIGHT,
+            k_fraction=0.2,
+            seed=1,
         )
         plugins.append(cm)
     rec = Recorder(cm)
