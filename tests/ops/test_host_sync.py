@@ -15,7 +15,12 @@ import torch
 from avalanche.core import SupervisedPlugin
 
 import ssl_ext
-from avalanche_mixplugins import CutMixPlugin, GradMixPlugin, MixupPlugin
+from avalanche_mixplugins import (
+    CutMixPlugin,
+    GradMixPlugin,
+    MixupCutMixPlugin,
+    MixupPlugin,
+)
 from avalanche_mixplugins.mixing import one_hot, sample_lambda
 from avalanche_mixplugins.pairing import draw_partners
 from tests.support.cl import cl_strategy
@@ -77,6 +82,15 @@ CL_SETUPS = {
     "er+cutmix": ("naive_replay", lambda: CutMixPlugin(seed=0)),
     "er+gradmix": ("naive_replay", lambda: GradMixPlugin(seed=0)),
     "er+gradmix-cutmix": ("naive_replay", lambda: GradMixPlugin(seed=0, mix="cutmix")),
+    "er+gradmix-auto-cutmix": (
+        "naive_replay",
+        lambda: GradMixPlugin(seed=0, mix="auto"),
+    ),
+    "er+switch-cutmix": ("naive_replay", lambda: MixupCutMixPlugin(seed=0)),
+    "er+switch-elem-cutmix": (
+        "naive_replay",
+        lambda: MixupCutMixPlugin(seed=0, mode="elem"),
+    ),
     "er_ace+gradmix": ("er_ace", lambda: GradMixPlugin(seed=0)),
     "der+gradmix": ("der", lambda: GradMixPlugin(seed=0)),
 }
