@@ -9,7 +9,9 @@ iteration, no data loading or evaluation; ``wall s``: the whole run with
 evaluation). Plots per setting:
 accuracy after each experience per method (class-incremental runs), the
 accuracy matrix of each method (first seed), GradMix's class-pair scores, and
-a reliability diagram per method.
+the reliability diagrams of each base method beside its augmented variants
+(``fixmatch`` beside ``fixmatch+calibratemix-fast``, ``er+none`` beside
+``er+gradmix``; first seed).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from avalanche_mixplugins.experiments.plots import (
     accuracy_matrix_heatmap,
     fitted_limits,
     pair_score_heatmap,
-    reliability_diagram_from_confidence,
+    reliability_diagrams_side_by_side,
 )
 from avalanche_mixplugins.experiments.runs import script_parser
 
@@ -183,14 +185,38 @@ def plots(groups, out: Path) -> list[Path]:
                     title=f"{method}: class-pair scores",
                 )
                 written.append(path)
-            preds = first.get("final_predictions")
-            if preds and preds.get("confidence"):
-                path = out / f"{mslug}_reliability.png"
-                reliability_diagram_from_confidence(
-                    preds["confidence"], preds["correct"], path=path, title=method
-                )
-                written.append(path)
+        for base, fig in reliability_figures(setting, methods).items():
+            path = out / f"{slug}_{_slug(base)}_reliability.png"
+            fig.savefig(path, dpi=120, bbox_inches="tight")
+            written.append(path)
     return written
+
+
+def reliability_figures(setting: str, methods: dict[str, list[dict]]) -> dict:
+    """``{base: Figure}``: the reliability diagrams of one setting, side by side.
+
+    Methods are grouped by their base (the name before the first ``+``:
+    ``"fixmatch"`` and ``"fixmatch+calibratemix-fast"``, or ``"er+none"`` and
+    ``"er+gradmix"``); each group gets one figure with a panel per method
+    (first seed), the method without augmentation first, so the effect of
+    CalibrateMix (or of a mixing plugin) on calibration reads left to right.
+    """
+    groups: dict[str, dict[str, tuple]] = defaultdict(dict)
+    for method, runs in methods.items():
+        preds = runs[0].get("final_predictions")
+        if preds and preds.get("confidence"):
+            groups[method.split("+")[0]][method] = (
+                preds["confidence"],
+                preds["correct"],
+            )
+    figures = {}
+    for base, panels in groups.items():
+        plain = (base, f"{base}+none")
+        order = sorted(panels, key=lambda m: (m not in plain, list(panels).index(m)))
+        figures[base] = reliability_diagrams_side_by_side(
+            {m: panels[m] for m in order}, title=f"{setting}: reliability"
+        )
+    return figures
 
 
 def parser():

@@ -87,7 +87,13 @@ def test_class_incremental_example_and_compare(script, tmp_path, capsys):
     names = {p.name for p in written}
     assert any(n.endswith("_accuracy_curves.png") for n in names)
     assert any(n.endswith("er_gradmix_pair_scores.png") for n in names)
-    assert any(n.endswith("er_none_reliability.png") for n in names)
+    # one reliability figure per strategy, no augmentation in the first panel
+    assert any(n.endswith("_er_reliability.png") for n in names)
+    (figure,) = cmp.reliability_figures(*next(iter(cmp.load(files).items()))).values()
+    assert [ax.get_title().split("\n")[0] for ax in figure.axes] == [
+        "er+none",
+        "er+gradmix",
+    ]
     assert all(p.stat().st_size > 1000 for p in written)
     assert (tmp_path / "cmp" / "table.md").read_text() == md
 

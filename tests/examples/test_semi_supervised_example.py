@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import matplotlib.text
 import pytest
 
 
@@ -92,6 +93,24 @@ def test_semi_supervised_example_json_and_compare(script, tmp_path):
     assert "| fixmatch | 2 |" in md and "| fixmatch+calibratemix-fast | 1 |" in md
     assert " ± " in md and "ECE" in md
     names = {p.name for p in written}
-    assert any(n.endswith("fixmatch_calibratemix_fast_reliability.png") for n in names)
+    assert any(n.endswith("_fixmatch_reliability.png") for n in names)
+    # the base algorithm and its CalibrateMix run side by side, base first
+    (figure,) = cmp.reliability_figures(*next(iter(cmp.load(files).items()))).values()
+    titles = [ax.get_title() for ax in figure.axes]
+    assert [t.split("\n")[0] for t in titles] == [
+        "fixmatch",
+        "fixmatch+calibratemix-fast",
+    ]
+    # each panel's ECE is that run's, once per panel (title only, no legend title)
+    for title, method in zip(titles, ("fixmatch", "fixmatch+calibratemix-fast")):
+        run = next(r for r in results.values() if r["method"] == method)
+        conf, correct = (run["final_predictions"][k] for k in ("confidence", "correct"))
+        assert f"accuracy {sum(correct) / len(correct):.3f}" in title
+    texts = [t.get_text() for t in figure.findobj(matplotlib.text.Text)]
+    assert sum("ECE" in t for t in texts) == 2
+    assert (
+        len(figure.legends) + sum(ax.get_legend() is not None for ax in figure.axes)
+        == 1
+    )
     assert all(p.stat().st_size > 1000 for p in written)
     assert (tmp_path / "cmp" / "table.md").read_text() == md

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib.text
 import numpy as np
 import pytest
 import torch
@@ -64,6 +65,10 @@ def test_method_colours_are_fixed_across_figures_and_strategies():
         plots.method_style(3)
 
 
+def _blue_bars(ax) -> list:
+    return [p for p in ax.patches if to_hex(p.get_facecolor()) == to_hex("tab:blue")]
+
+
 def test_reliability_title_and_legend_explain_the_bars():
     rng = np.random.default_rng(0)
     conf = rng.uniform(0.2, 1.0, size=500)
@@ -76,8 +81,59 @@ def test_reliability_title_and_legend_explain_the_bars():
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any("over-confident" in t for t in labels)
     assert any("under-confident" in t for t in labels)
-    # bars are opaque and do not overlap: no blended colour to explain
+    # no blended colour to explain: opaque fills, or a hatch with no fill
     assert all(p.get_alpha() in (None, 1.0) for p in ax.patches)
+    # ECE is said once, in the title (no legend title repeating it)
+    texts = [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+    assert sum("ECE" in t for t in texts) == 1
+    assert not ax.get_legend().get_title().get_text()
+
+
+def test_reliability_bar_is_the_accuracy_in_every_bin():
+    # hand-made bins (10 bins): [0.3, 0.4) under-confident (accuracy 1.0 at
+    # confidence 0.35), [0.8, 0.9) over-confident (accuracy 0.25 at 0.85),
+    # [0.5, 0.6) calibrated (accuracy 0.5 at 0.55 -> no gap box)
+    conf = np.array([0.35] * 4 + [0.85] * 4 + [0.55] * 20)
+    correct = np.array([1] * 4 + [1, 0, 0, 0] + [1] * 11 + [0] * 9, dtype=float)
+    fig = plots.reliability_diagram_from_confidence(conf, correct, n_bins=10)
+    ax = fig.axes[0]
+    bars = sorted(_blue_bars(ax), key=lambda p: p.get_x())
+    assert [round(p.get_x(), 6) for p in bars] == [0.3, 0.5, 0.8]
+    assert [p.get_height() for p in bars] == pytest.approx([1.0, 0.55, 0.25])
+    assert all(p.get_y() == 0 for p in bars)
+    # the gap boxes span accuracy <-> mean confidence, one per miscalibrated bin
+    gaps = sorted((p for p in ax.patches if p.get_hatch()), key=lambda p: p.get_x())
+    spans = [(p.get_y(), p.get_y() + p.get_height()) for p in gaps]
+    assert spans == [pytest.approx((0.35, 1.0)), pytest.approx((0.25, 0.85))]
+    # the legend names the blue bar as the accuracy, and the under-confident
+    # box as lying below the bar's top
+    legend = {t.get_text() for t in ax.get_legend().get_texts()}
+    assert "accuracy in bin (bar top)" in legend
+    assert any("under-confident" in t and "below the bar top" in t for t in legend)
+
+
+def test_reliability_diagrams_side_by_side_one_panel_per_run(tmp_path):
+    rng = np.random.default_rng(2)
+    conf = rng.uniform(0.5, 1.0, size=300)
+    runs = {
+        "fixmatch": (conf, (rng.uniform(size=300) < conf - 0.2).astype(float)),
+        "fixmatch+calibratemix-fast": (
+            conf,
+            (rng.uniform(size=300) < conf).astype(float),
+        ),
+    }
+    path = tmp_path / "side.png"
+    fig = plots.reliability_diagrams_side_by_side(runs, path=path, title="setting")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(fig.axes) == 2
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes] == list(runs)
+    for ax, (_, k) in zip(fig.axes, runs.values()):
+        assert f"accuracy {k.mean():.3f}" in ax.get_title()
+    # one legend, under the first panel
+    assert [ax.get_legend() is not None for ax in fig.axes] == [True, False]
+    assert fig.get_suptitle() == "setting"
+    with pytest.raises(ValueError, match="at least one run"):
+        plots.reliability_diagrams_side_by_side({})
 
 
 def test_pair_score_heatmap_masks_unscored_pairs_and_counts_in_title():
@@ -113,13 +169,13 @@ def test_reliability_diagram_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ece = ExpectedCalibrationError(n_bins=10)
     ece.update(logits, labels)
-    legend = fig.axes[0].get_legend().get_title().get_text()
-    assert legend == f"ECE = {ece.result():.4f}"
+    title = fig.axes[0].get_title()
+    assert f"ECE {ece.result():.3f} (10 bins, n=300)" in title
     # probabilities are accepted as they are
     fig2 = plots.reliability_diagram(
         logits.softmax(1).numpy(), labels.numpy(), n_bins=10
     )
-    assert fig2.axes[0].get_legend().get_title().get_text() == legend
+    assert fig2.axes[0].get_title().split("\n")[1:] == title.split("\n")[1:]
     with pytest.raises(ValueError, match="labels"):
         plots.reliability_diagram(logits, labels[:10])
 

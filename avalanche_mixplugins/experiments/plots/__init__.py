@@ -5,7 +5,8 @@ and leave the user's pyplot backend alone; pass ``ax=`` to draw into an
 existing figure, ``path=`` to write a PNG.
 
 * :func:`reliability_diagram` (:mod:`.reliability`): accuracy and mean
-  confidence per confidence bin, with ECE;
+  confidence per confidence bin, with ECE, and
+  :func:`reliability_diagrams_side_by_side` (several runs, one panel each);
 * :func:`pair_score_heatmap` and :func:`accuracy_matrix_heatmap`
   (:mod:`.heatmaps`): GradMix's class-pair scores, accuracy per experience;
 * :func:`accuracy_curves` (:mod:`.curves`): a metric after each experience,
@@ -22,6 +23,7 @@ from avalanche_mixplugins.experiments.plots.heatmaps import (
 from avalanche_mixplugins.experiments.plots.reliability import (
     reliability_diagram,
     reliability_diagram_from_confidence,
+    reliability_diagrams_side_by_side,
 )
 from avalanche_mixplugins.experiments.plots.style import (
     METHOD_COLORS,
@@ -38,4 +40,5 @@ __all__ = [
     "pair_score_heatmap",
     "reliability_diagram",
     "reliability_diagram_from_confidence",
+    "reliability_diagrams_side_by_side",
 ]

@@ -1,17 +1,22 @@
 """Reliability diagrams: accuracy against confidence per equal-width bin.
 
-Niculescu-Mizil & Caruana, ICML 2005; Guo et al., ICML 2017. The title gives
-accuracy, mean confidence and ECE (torchmetrics' binary calibration error of
-top-label confidence and correctness), the legend explains the over- and
-under-confidence gap bars.
+Niculescu-Mizil & Caruana, ICML 2005; Guo et al., ICML 2017. Each bin's blue
+bar reaches the accuracy of its samples; a hatched box marks the gap from
+there to their mean confidence, red above the bar (over-confident) or
+orange over the bar's top (under-confident). The title gives accuracy, mean
+confidence and ECE (torchmetrics' binary calibration error of top-label
+confidence and correctness). :func:`reliability_diagrams_side_by_side` puts
+several runs in one figure, one panel each, for a before/after comparison.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from torchmetrics.functional.classification import binary_calibration_error
 
@@ -19,21 +24,25 @@ from avalanche_mixplugins.experiments.plots.style import axes_for, save_png
 from avalanche_mixplugins.validation import check_n_bins
 
 BAR_LOOKS = (
-    {"facecolor": "tab:blue", "edgecolor": "black", "label": "accuracy (bar top)"},
+    {
+        "facecolor": "tab:blue",
+        "edgecolor": "black",
+        "label": "accuracy in bin (bar top)",
+    },
     {
         "facecolor": "#f4a6a6",
         "edgecolor": "tab:red",
         "hatch": "//",
-        "label": "gap: confidence > accuracy (over-confident)",
+        "label": "over-confident: confidence above the bar (box top)",
     },
     {
-        "facecolor": "#fdd49e",
+        "facecolor": "none",
         "edgecolor": "tab:orange",
         "hatch": "\\\\",
-        "label": "gap: accuracy > confidence (under-confident)",
+        "label": "under-confident: confidence below the bar top (box bottom)",
     },
 )
-"""Colours, hatches and legend labels of the three kinds of bar."""
+"""Colours, hatches and legend labels of the accuracy bar and the two gap boxes."""
 
 
 def _as_probabilities(probs_or_logits) -> np.ndarray:
@@ -122,9 +131,9 @@ def reliability_diagram_from_confidence(
     nonempty = counts > 0
     acc[nonempty] /= counts[nonempty]
     mean_conf[nonempty] /= counts[nonempty]
-    # the legend's ECE comes from torchmetrics (top-label ECE is the binary
-    # calibration error of (confidence, correct)); the bars above are only
-    # for drawing (confidence 1.0 falls in the last bar)
+    # the title's ECE comes from torchmetrics (top-label ECE is the binary
+    # calibration error of (confidence, correct)); the bins above are only
+    # for drawing (confidence 1.0 falls in the last bin)
     if conf.shape[0]:
         ece = float(
             binary_calibration_error(
@@ -139,11 +148,12 @@ def reliability_diagram_from_confidence(
     fig, ax = axes_for(ax, (4.8, 4.8))
     width = 1.0 / n_bins
     centers = edges[:-1] + width / 2
-    # opaque bars, no overlap: the accuracy bar is blue up to
-    # min(accuracy, confidence); the gap between the two is red above it
-    # (over-confident) or orange below the bar's top (under-confident)
+    # the blue bar always reaches the accuracy; the gap to the mean
+    # confidence is a hatched box above it (over-confident, opaque red) or
+    # over its top (under-confident, orange hatch only, the blue shows
+    # through): no blended colour, every edge means one number
     bars = (
-        (nonempty, np.minimum(acc, mean_conf), 0.0),
+        (nonempty, acc, 0.0),
         (nonempty & (mean_conf > acc), mean_conf - acc, acc),
         (nonempty & (mean_conf < acc), acc - mean_conf, mean_conf),
     )
@@ -159,12 +169,13 @@ def reliability_diagram_from_confidence(
             edgecolor=look["edgecolor"],
             hatch=look.get("hatch"),
             linewidth=0.6,
+            label="_nolegend_",
         )
         handles.append(Patch(**look))
     ax.plot([0, 1], [0, 1], linestyle="--", color="gray")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence (mean in bin)")
+    ax.set_xlabel("confidence (bin)")
     ax.set_ylabel("accuracy in bin")
     handles.append(ax.lines[-1])
     handles[-1].set_label("perfect calibration")
@@ -172,15 +183,13 @@ def reliability_diagram_from_confidence(
         handles=handles,
         loc="upper center",
         bbox_to_anchor=(0.5, -0.13),
-        ncol=2,
+        ncol=1,
         fontsize=7,
         frameon=False,
-        title=f"ECE = {ece:.4f}",
-        title_fontsize=7,
     )
     n = conf.shape[0]
     summary = (
-        f"accuracy {correct.mean():.3f}, confidence {conf.mean():.3f}, "
+        f"accuracy {correct.mean():.3f}, confidence {conf.mean():.3f}\n"
         f"ECE {ece:.3f} ({n_bins} bins, n={n})"
         if n
         else "no predictions"
@@ -191,4 +200,46 @@ def reliability_diagram_from_confidence(
     return fig
 
 
-__all__ = ["reliability_diagram", "reliability_diagram_from_confidence"]
+def reliability_diagrams_side_by_side(
+    runs: Mapping[str, tuple],
+    *,
+    n_bins: int = 15,
+    path: str | os.PathLike | None = None,
+    title: str | None = None,
+):
+    """One reliability diagram per run, side by side on shared axes limits.
+
+    For a before/after reading (a base semi-supervised algorithm and the same
+    algorithm with CalibrateMix, say): every panel uses the same bins, and
+    the legend, the same for every panel, is drawn under the first one.
+
+    :param runs: ``{panel title: (confidence, correct)}``, in panel order;
+        ``confidence`` and ``correct`` as for
+        :func:`reliability_diagram_from_confidence`.
+    :param n_bins: equal-width bins of ``[0, 1]`` (15).
+    :param path: if given, the figure is written there as a PNG.
+    :param title: figure title above the panels.
+    :return: the matplotlib ``Figure`` (one axes per run).
+    """
+    n_bins = check_n_bins(n_bins)
+    if not runs:
+        raise ValueError("reliability_diagrams_side_by_side needs at least one run")
+    fig = Figure(figsize=(4.8 * len(runs), 5.4))
+    axes = fig.subplots(1, len(runs), squeeze=False)[0]
+    for i, (ax, (name, (confidence, correct))) in enumerate(zip(axes, runs.items())):
+        reliability_diagram_from_confidence(
+            confidence, correct, n_bins=n_bins, ax=ax, title=name
+        )
+        if i:
+            ax.get_legend().remove()
+    if title is not None:
+        fig.suptitle(title)
+    save_png(fig, path)
+    return fig
+
+
+__all__ = [
+    "reliability_diagram",
+    "reliability_diagram_from_confidence",
+    "reliability_diagrams_side_by_side",
+]
