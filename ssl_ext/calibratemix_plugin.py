@@ -173,35 +173,6 @@ class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
     through the strategy's evaluator (``CalibrateMix_<name>/train_phase/
     train_stream`` for each name of :data:`DIAGNOSTICS`).
 
-    :param mode: ``"fast"`` (default, see ``docs/calibratemix.md`` for the
-        measured cost) or ``"faithful"``.
-    :param warmup: iterations before mixing starts: an ``int`` number of
-        iterations, or a ``float`` in ``[0, 1)``, the fraction of the
-        experience's training iterations (default: the release's
-        150,000 / 2^20, about 0.143). The count starts when the unlabeled
-        dataset (hence the APM table) changes.
-    :param alpha: ``Beta(alpha, alpha)`` of the mixing coefficients;
-        ``None``: from the algorithm (see below; the release: 0.4).
-    :param k_fraction: number of least-similar candidates as a fraction of the
-        unlabeled batch (0.05; the release: 15 of 224).
-    :param apm_delta: ``delta`` of the APM schedule ``delta / (1 + n)`` (0.997).
-    :param loss: ``"bce"`` (sigmoid BCE, as released) or ``"ce"`` (softmax
-        CE); ``None``: from the algorithm.
-    :param mix_weight: weight of ``L_mix1 + L_mix2`` in the objective;
-        ``None``: from the algorithm (the release: 1).
-    :param double_base_loss: add the base SSL loss a second time (see above);
-        ``None``: the mode's default.
-    :param min_apm_updates: APM updates (this step's included) an unlabeled
-        sample needs to be decided (1: every sample whose logits were finite).
-    :param split_rule: ``"dynamics"`` (the method: AUM / APM) or ``"random"``,
-        an ablation that splits both batches at random (uniform scores;
-        undecided samples stay undecided), everything else unchanged.
-    :param apm_dtype: storage dtype of the APM table (``torch.float16``
-        halves its ``4 N C`` bytes, see :mod:`ssl_ext.dynamics`).
-    :param seed: seed of the plugin's generator (lambdas, partner draws),
-        created on the training device; ``None`` uses the device's default
-        generator. CPU and CUDA draw different numbers for one seed.
-
     Defaults per base algorithm. ``loss``, ``mix_weight`` and ``alpha`` left
     to ``None`` are resolved when training starts (``before_training_exp``)
     from the strategy's ``algorithm``; an explicit value always wins. In
@@ -243,6 +214,37 @@ class CalibrateMixPlugin(CalibrateMixState, SupervisedPlugin):
         apm_dtype: torch.dtype = torch.float32,
         seed: int | None = None,
     ):
+        """Build the plugin; every argument is keyword-only.
+
+        :param mode: ``"fast"`` (default, see ``docs/calibratemix.md`` for the
+            measured cost) or ``"faithful"``.
+        :param warmup: iterations before mixing starts: an ``int`` number of
+            iterations, or a ``float`` in ``[0, 1)``, the fraction of the
+            experience's training iterations (default: the release's
+            150,000 / 2^20, about 0.143). The count starts when the unlabeled
+            dataset (hence the APM table) changes.
+        :param alpha: ``Beta(alpha, alpha)`` of the mixing coefficients;
+            ``None``: from the algorithm (see the class docstring; the release: 0.4).
+        :param k_fraction: number of least-similar candidates as a fraction of the
+            unlabeled batch (0.05; the release: 15 of 224).
+        :param apm_delta: ``delta`` of the APM schedule ``delta / (1 + n)`` (0.997).
+        :param loss: ``"bce"`` (sigmoid BCE, as released) or ``"ce"`` (softmax
+            CE); ``None``: from the algorithm.
+        :param mix_weight: weight of ``L_mix1 + L_mix2`` in the objective;
+            ``None``: from the algorithm (the release: 1).
+        :param double_base_loss: add the base SSL loss a second time (see the
+            class docstring); ``None``: the mode's default.
+        :param min_apm_updates: APM updates (this step's included) an unlabeled
+            sample needs to be decided (1: every sample whose logits were finite).
+        :param split_rule: ``"dynamics"`` (the method: AUM / APM) or ``"random"``,
+            an ablation that splits both batches at random (uniform scores;
+            undecided samples stay undecided), everything else unchanged.
+        :param apm_dtype: storage dtype of the APM table (``torch.float16``
+            halves its ``4 N C`` bytes, see :mod:`ssl_ext.dynamics`).
+        :param seed: seed of the plugin's generator (lambdas, partner draws),
+            created on the training device; ``None`` uses the device's default
+            generator. CPU and CUDA draw different numbers for one seed.
+        """
         super().__init__()
         check_choice("mode", mode, MODES)
         check_warmup(warmup)

@@ -111,42 +111,6 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
     :meth:`loss_denominator`), and added to the strategy's loss as
     ``strategy.loss += weight * mixed_loss``.
 
-    :param policy: the pair-selection policy.
-    :param mix: ``"mixup"`` (interpolate inputs), ``"cutmix"`` (paste a box)
-        or ``"auto"``: each sample gets its own operation, from the policy
-        when it chooses one (GradMix's
-        :class:`~avalanche_mixplugins.operation_pairs.OperationPairs`), else
-        CutMix with probability :attr:`switch_prob`.
-    :param alpha: ``lam ~ Beta(alpha, alpha)``.
-    :param prob: chance that an iteration adds a mixed loss at all.
-    :param weight: weight of the mixed loss.
-    :param loss_form: ``"add"`` (default): ``strategy.loss += weight *
-        mixed_loss``, the original samples keep their whole loss;
-        ``"replace"``: ``strategy.loss = (1 - weight) * strategy.loss + weight
-        * mixed_loss`` with ``weight`` in [0, 1], so the gradient keeps the
-        scale of the strategy's own; at ``weight=1`` the mixed samples take the
-        place of the originals, as in timm's ``Mixup`` (for ``Naive`` +
-        ``ReplayPlugin``, whose loss is the cross-entropy of the batch).
-    :param asymmetric: ``"current"`` (or ``True``): score candidates mixed
-        from two current samples over the current classes only (asymmetric
-        cross-entropy, as ER-ACE and ER-AML train their current samples), so
-        the mixed loss does not undo what those strategies protect;
-        ``"both"``: in addition, candidates mixed from two buffer samples
-        are scored without the current classes, so they do not push the new
-        classes' logits down either; ``"all"``: in addition, a candidate
-        mixed from a current and a buffer sample is scored over the current
-        classes and its buffer source's class only; ``False``: every
-        candidate keeps every logit. ``None`` (default):
-        :attr:`default_asymmetric` for ``ER_ACE`` and ``ER_AML``, off
-        otherwise.
-    :param seed: seed of the plugin's own random generator (pairs, ``lam``,
-        boxes), which lives on the strategy's device (created from the seed
-        when the device is known, see :meth:`_generator_for`), and of the
-        host-side ``prob`` coin; ``None`` draws it from torch's global
-        generator, so ``torch.manual_seed`` before building the plugin makes
-        runs repeat. Runs repeat per device: CPU and CUDA generators draw
-        different numbers for one seed.
-
     The step never waits for the host: draws happen on the device generator,
     class membership is a lookup table, and a non-finite mixed term is
     replaced by 0 on the device and counted there (:attr:`skipped_steps`,
@@ -165,6 +129,44 @@ class MixingPlugin(SupervisedPlugin, supports_distributed=True):
         asymmetric: bool | str | None = None,
         seed: int | None = None,
     ):
+        """Build the plugin; every argument is keyword-only.
+
+        :param policy: the pair-selection policy.
+        :param mix: ``"mixup"`` (interpolate inputs), ``"cutmix"`` (paste a box)
+            or ``"auto"``: each sample gets its own operation, from the policy
+            when it chooses one (GradMix's
+            :class:`~avalanche_mixplugins.operation_pairs.OperationPairs`), else
+            CutMix with probability :attr:`switch_prob`.
+        :param alpha: ``lam ~ Beta(alpha, alpha)``.
+        :param prob: chance that an iteration adds a mixed loss at all.
+        :param weight: weight of the mixed loss.
+        :param loss_form: ``"add"`` (default): ``strategy.loss += weight *
+            mixed_loss``, the original samples keep their whole loss;
+            ``"replace"``: ``strategy.loss = (1 - weight) * strategy.loss + weight
+            * mixed_loss`` with ``weight`` in [0, 1], so the gradient keeps the
+            scale of the strategy's own; at ``weight=1`` the mixed samples take the
+            place of the originals, as in timm's ``Mixup`` (for ``Naive`` +
+            ``ReplayPlugin``, whose loss is the cross-entropy of the batch).
+        :param asymmetric: ``"current"`` (or ``True``): score candidates mixed
+            from two current samples over the current classes only (asymmetric
+            cross-entropy, as ER-ACE and ER-AML train their current samples), so
+            the mixed loss does not undo what those strategies protect;
+            ``"both"``: in addition, candidates mixed from two buffer samples
+            are scored without the current classes, so they do not push the new
+            classes' logits down either; ``"all"``: in addition, a candidate
+            mixed from a current and a buffer sample is scored over the current
+            classes and its buffer source's class only; ``False``: every
+            candidate keeps every logit. ``None`` (default):
+            :attr:`default_asymmetric` for ``ER_ACE`` and ``ER_AML``, off
+            otherwise.
+        :param seed: seed of the plugin's own random generator (pairs, ``lam``,
+            boxes), which lives on the strategy's device (created from the seed
+            when the device is known, see :meth:`_generator_for`), and of the
+            host-side ``prob`` coin; ``None`` draws it from torch's global
+            generator, so ``torch.manual_seed`` before building the plugin makes
+            runs repeat. Runs repeat per device: CPU and CUDA generators draw
+            different numbers for one seed.
+        """
         super().__init__()
         check_one_of("mix", mix, MIX_CHOICES)
         check_one_of("loss_form", loss_form, LOSS_FORMS)
@@ -521,24 +523,6 @@ class RandomMixPlugin(MixingPlugin, supports_distributed=True):
 
     Works with ``Naive`` + ``ReplayPlugin``, ``ER_ACE``, ``ER_AML``, ``DER`` and
     strategies without a buffer; composes with other plugins in the list.
-
-    :param alpha: Beta concentration (> 0). 1.0 draws ``lam`` uniformly.
-    :param prob: chance that an iteration is mixed, in [0, 1].
-    :param weight: weight of the mixed loss added to the strategy's loss
-        (>= 0). The default 1.0 trains on the original and the mixed batch
-        with equal weight.
-    :param pairing: ``"all"`` (any two samples), ``"buffer_current"`` (a buffer
-        sample with a current one), ``"with_buffer"`` (any pair with a buffer
-        sample: all but two current samples; with ``"buffer_current"``,
-        nothing is mixed before a buffer exists) or ``"current"`` (current
-        samples only).
-    :param loss_form: ``"add"`` (default) or ``"replace"`` (the mixed loss
-        takes a share ``weight`` of the strategy's loss, as in timm), see
-        :class:`MixingPlugin`.
-    :param asymmetric: ``"current"``/``True``, ``"both"``, ``"all"`` or ``False``; see
-        :class:`MixingPlugin` (``None``: ``"current"`` for ``ER_ACE`` and
-        ``ER_AML``, off otherwise).
-    :param seed: seed of the plugin's random generator.
     """
 
     mix_mode: str
@@ -555,6 +539,26 @@ class RandomMixPlugin(MixingPlugin, supports_distributed=True):
         asymmetric: bool | str | None = None,
         seed: int | None = None,
     ):
+        """Build the plugin; every argument is keyword-only.
+
+        :param alpha: Beta concentration (> 0). 1.0 draws ``lam`` uniformly.
+        :param prob: chance that an iteration is mixed, in [0, 1].
+        :param weight: weight of the mixed loss added to the strategy's loss
+            (>= 0). The default 1.0 trains on the original and the mixed batch
+            with equal weight.
+        :param pairing: ``"all"`` (any two samples), ``"buffer_current"`` (a buffer
+            sample with a current one), ``"with_buffer"`` (any pair with a buffer
+            sample: all but two current samples; with ``"buffer_current"``,
+            nothing is mixed before a buffer exists) or ``"current"`` (current
+            samples only).
+        :param loss_form: ``"add"`` (default) or ``"replace"`` (the mixed loss
+            takes a share ``weight`` of the strategy's loss, as in timm), see
+            :class:`MixingPlugin`.
+        :param asymmetric: ``"current"``/``True``, ``"both"``, ``"all"`` or ``False``; see
+            :class:`MixingPlugin` (``None``: ``"current"`` for ``ER_ACE`` and
+            ``ER_AML``, off otherwise).
+        :param seed: seed of the plugin's random generator.
+        """
         super().__init__(
             policy=RandomPairs(pairing=pairing),
             mix=self.mix_mode,

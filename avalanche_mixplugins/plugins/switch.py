@@ -36,20 +36,6 @@ class MixupCutMixPlugin(RandomMixPlugin, supports_distributed=True):
     reversed batch, ``lam`` is drawn per pair (timm's ``"pair"``/``"elem"``
     modes; ``"batch"`` mode draws one per batch) and CutMix boxes follow
     :func:`~avalanche_mixplugins.mixing.cutmix_boxes`.
-
-    :param mixup_alpha: Beta concentration of Mixup's ``lam`` (> 0).
-    :param cutmix_alpha: Beta concentration of CutMix's ``lam`` (> 0).
-    :param switch_prob: chance of CutMix, in [0, 1].
-    :param mode: ``"batch"`` (one operation per step, timm's default) or
-        ``"elem"`` (one per sample).
-    :param prob: chance that an iteration is mixed, in [0, 1].
-    :param weight: weight of the mixed loss (>= 0).
-    :param loss_form: ``"add"`` or ``"replace"``, see
-        :class:`~avalanche_mixplugins.plugins.base.MixingPlugin`.
-    :param pairing: which samples may be paired, as for
-        :class:`~avalanche_mixplugins.plugins.MixupPlugin`.
-    :param asymmetric: see :class:`~avalanche_mixplugins.plugins.base.MixingPlugin`.
-    :param seed: seed of the plugin's random generator.
     """
 
     mix_mode = "auto"
@@ -68,6 +54,22 @@ class MixupCutMixPlugin(RandomMixPlugin, supports_distributed=True):
         asymmetric: bool | str | None = None,
         seed: int | None = None,
     ):
+        """Build the plugin; every argument is keyword-only.
+
+        :param mixup_alpha: Beta concentration of Mixup's ``lam`` (> 0).
+        :param cutmix_alpha: Beta concentration of CutMix's ``lam`` (> 0).
+        :param switch_prob: chance of CutMix, in [0, 1].
+        :param mode: ``"batch"`` (one operation per step, timm's default) or
+            ``"elem"`` (one per sample).
+        :param prob: chance that an iteration is mixed, in [0, 1].
+        :param weight: weight of the mixed loss (>= 0).
+        :param loss_form: ``"add"`` or ``"replace"``, see
+            :class:`~avalanche_mixplugins.plugins.base.MixingPlugin`.
+        :param pairing: which samples may be paired, as for
+            :class:`~avalanche_mixplugins.plugins.MixupPlugin`.
+        :param asymmetric: see :class:`~avalanche_mixplugins.plugins.base.MixingPlugin`.
+        :param seed: seed of the plugin's random generator.
+        """
         super().__init__(
             alpha=mixup_alpha,
             prob=prob,

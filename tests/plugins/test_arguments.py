@@ -81,3 +81,34 @@ def test_old_names_still_import_with_a_deprecation_warning():
     with pytest.warns(DeprecationWarning, match="experiments.timing.IterationTimer"):
         from avalanche_mixplugins.timing import IterationTimer as Old
     assert Old is IterationTimer
+
+
+def _public_plugins():
+    from avalanche_mixplugins import MixupCutMixPlugin
+    from avalanche_mixplugins.plugins import MixingPlugin
+    from ssl_ext import CalibrateMixPlugin
+
+    return [
+        GradMixPlugin,
+        MixupPlugin,
+        CutMixPlugin,
+        MixupCutMixPlugin,
+        CalibrateMixPlugin,
+        MixingPlugin,
+    ]
+
+
+@pytest.mark.parametrize("cls", _public_plugins(), ids=lambda c: c.__name__)
+def test_help_on_the_constructor_documents_every_argument(cls):
+    """``help(Cls.__init__)`` and IDE hovers read ``__init__``'s own docstring
+    (an inherited one would be Avalanche's "Inizializes an instance...")."""
+    import inspect
+    import pydoc
+
+    names = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    doc = inspect.getdoc(cls.__init__)
+    rendered = pydoc.render_doc(cls.__init__, renderer=pydoc.plaintext)
+    assert "supervised plugin" not in doc
+    for name in names:
+        assert f":param {name}:" in doc, name
+        assert f":param {name}:" in rendered, name
