@@ -21,8 +21,6 @@ from tests.checkpoint.runs import build_replay, evaluator
 from tests.support.cl import cl_strategy
 from tests.support.nets import make_mlp
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 def test_buffer_with_transforms_needs_dataset_like(tmp_path):
     bench = split_digits(n_experiences=5, seed=0, normalize=True)

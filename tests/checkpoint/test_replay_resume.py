@@ -34,8 +34,6 @@ from tests.checkpoint.runs import (
 from tests.support.cl import REPLAY_SETUPS, cl_strategy, replay_storage
 from tests.support.nets import flat_params, make_mlp
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 # ------------------------------------------------ Naive + ReplayPlugin + GradMix
 @pytest.mark.parametrize("policy", ["experience", "class"])

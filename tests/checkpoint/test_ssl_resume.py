@@ -25,8 +25,6 @@ from tests.checkpoint.runs import (
 from tests.support.nets import flat_params, two_conv_cnn
 from tests.support.semi_supervised import ssl_digits, ssl_strategy
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 def ssl_data():
     return ssl_digits(per_class=6, n_test=150, n_experiences=2, n_unlabeled=400)

@@ -21,8 +21,6 @@ from avalanche_mixplugins.experiments.streams import split_digits
 from tests.support.cl import RecordingGradMix, cl_strategy, replay_storage
 from tests.support.nets import make_mlp
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 # ------------------------------------------------------------ mixing plugins
 def test_no_linear_head_names_the_full_gradient_space(digits_benchmark):

@@ -97,7 +97,7 @@ class MixAudit(SupervisedPlugin):
         self.setup, self.mode = setup, mode
         self.shared = shared if shared is not None else {"records": [], "on": False}
 
-    def after(self):
+    def second(self):
         return MixAudit(self.setup, self.mode, self.shared)
 
     def before_training_exp(self, strategy, **kwargs):
@@ -139,7 +139,7 @@ class MixAudit(SupervisedPlugin):
 def audited_run(setup, bench, plugin, mode):
     audit = MixAudit(setup, mode)
     losses, _, strategy = run(
-        setup, bench, plugin=audit, extra=[plugin, audit.after()], n_exp=2
+        setup, bench, plugin=audit, extra=[plugin, audit.second()], n_exp=2
     )
     return audit.shared["records"], strategy
 

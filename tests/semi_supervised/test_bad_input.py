@@ -29,8 +29,6 @@ from tests.support.semi_supervised import (
     training_experience,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 def ssl(model, unlabeled, plugins=(), **kwargs):
     """The tests' strategy, four iterations per experience by default."""

@@ -15,8 +15,6 @@ from ssl_ext.experiments import calibratemix_summary
 from tests.support.nets import two_conv_cnn
 from tests.support.semi_supervised import ssl_digits, ssl_strategy
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 # the validated table, written out by hand (docs/calibratemix.md)
 VALIDATED = {
     "fixmatch": ("bce", 1.0, 1.0),

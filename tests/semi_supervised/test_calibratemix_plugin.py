@@ -16,8 +16,6 @@ from ssl_ext.dynamics import APMTracker, AUMTracker
 from tests.support.nets import two_conv_cnn
 from tests.support.semi_supervised import ssl_digits, ssl_strategy
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 @pytest.fixture(scope="module")
 def few_labels():

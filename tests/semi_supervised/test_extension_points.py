@@ -10,8 +10,6 @@ from torch.utils.data import TensorDataset
 
 from tests.support.nets import three_block_cnn
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 class AddMixedInputs(SupervisedPlugin):
     """Extension point 1: extra samples in the main forward, loss in before_backward."""

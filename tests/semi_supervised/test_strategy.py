@@ -19,8 +19,6 @@ from ssl_ext.views import SSLViews
 from tests.support.nets import three_block_cnn
 from tests.support.semi_supervised import tensor_dataset, training_experience
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 CALLBACKS = [
     "before_training_iteration",
     "before_forward",
