@@ -27,7 +27,13 @@ import torch
 from torch import Tensor
 
 from avalanche_mixplugins.mixing import OPERATIONS
-from avalanche_mixplugins.pairing import GradientPairs, PairPolicy, allowed_pairs
+from avalanche_mixplugins.pairing import (
+    GradientPairs,
+    PairPolicy,
+    allowed_pairs,
+    helpful_class_pairs,
+    helpful_pair_fraction,
+)
 
 
 def uniform_like(
@@ -162,16 +168,13 @@ class OperationPairs(PairPolicy):
         }
 
     def helpful_pairs(self) -> list[tuple[int, int, float]]:
-        s, seen = self.scores.detach().cpu(), self.seen.cpu()
-        idx = torch.nonzero(torch.triu(seen & (s > 0)), as_tuple=False)
-        return [(int(i), int(j), float(s[i, j])) for i, j in idx]
+        """Class pairs ``(a, b, best score)``, ``a <= b``, that some operation
+        makes helpful."""
+        return helpful_class_pairs(self.scores, self.seen)
 
     def helpful_fraction(self) -> float:
-        seen = torch.triu(self.seen.cpu())
-        n = int(seen.sum())
-        if n == 0:
-            return float("nan")
-        return float((seen & (self.scores.cpu() > 0)).sum()) / n
+        """Fraction of the scored class pairs that some operation makes helpful."""
+        return helpful_pair_fraction(self.scores, self.seen)
 
     # -- steps -----------------------------------------------------------------
     def select(self, y, is_buffer, *, generator=None):

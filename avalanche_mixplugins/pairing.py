@@ -395,18 +395,37 @@ class GradientPairs(PairPolicy):
 
     def helpful_pairs(self) -> list[tuple[int, int, float]]:
         """Class pairs ``(a, b, score)`` with ``a <= b`` and a positive score."""
-        s = self.scores.detach().cpu()
-        seen = self.seen.cpu()
-        idx = torch.nonzero(torch.triu(seen & (s > 0)), as_tuple=False)
-        return [(int(i), int(j), float(s[i, j])) for i, j in idx]
+        return helpful_class_pairs(self.scores, self.seen)
 
     def helpful_fraction(self) -> float:
         """Fraction of the scored class pairs (``a <= b``) that are helpful."""
-        seen = torch.triu(self.seen.cpu())
-        n = int(seen.sum())
-        if n == 0:
-            return float("nan")
-        return float((seen & (self.scores.cpu() > 0)).sum()) / n
+        return helpful_pair_fraction(self.scores, self.seen)
+
+
+def helpful_class_pairs(scores: Tensor, seen: Tensor) -> list[tuple[int, int, float]]:
+    """Class pairs ``(a, b, score)`` with ``a <= b``, scored (``seen``) and
+    with a positive score, read on the host (for inspection, not the step).
+
+    :param scores: ``C x C`` pair scores.
+    :param seen: bool ``C x C``, pairs that have a score.
+    """
+    s = scores.detach().cpu()
+    idx = torch.nonzero(torch.triu(seen.cpu() & (s > 0)), as_tuple=False)
+    return [(int(i), int(j), float(s[i, j])) for i, j in idx]
+
+
+def helpful_pair_fraction(scores: Tensor, seen: Tensor) -> float:
+    """Fraction of the scored class pairs (``a <= b``) with a positive score;
+    ``nan`` when none is scored yet.
+
+    :param scores: ``C x C`` pair scores.
+    :param seen: bool ``C x C``, pairs that have a score.
+    """
+    seen = torch.triu(seen.cpu())
+    n = int(seen.sum())
+    if n == 0:
+        return float("nan")
+    return float((seen & (scores.detach().cpu() > 0)).sum()) / n
 
 
 __all__ = [
@@ -419,4 +438,6 @@ __all__ = [
     "allowed_pairs",
     "check_pairing",
     "draw_partners",
+    "helpful_class_pairs",
+    "helpful_pair_fraction",
 ]

@@ -30,12 +30,17 @@ def check_one_of(name: str, value: Any, choices: Sequence) -> Any:
     return value
 
 
+def _float_of(name: str, value: Any, accepted: str) -> float:
+    """``value`` as a float, or ``ValueError`` "``name`` must be ``accepted``"."""
+    try:
+        return float(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be {accepted}, got {value!r}") from err
+
+
 def check_alpha(alpha: float) -> float:
     """Return ``alpha`` as a float, or raise ``ValueError`` if not positive."""
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"alpha must be a positive number, got {alpha!r}") from err
+    alpha = _float_of("alpha", alpha, "a positive number")
     if not alpha > 0 or alpha == float("inf"):
         raise ValueError(
             f"alpha must be a positive finite number (Beta(alpha, alpha)), got {alpha}"
@@ -44,24 +49,21 @@ def check_alpha(alpha: float) -> float:
 
 
 def check_fraction(name: str, value: float) -> float:
-    """Return ``value`` as a float in ``[0, 1]`` (a probability)."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}") from err
+    """Return ``value`` as a float in ``[0, 1]`` (a probability, a threshold,
+    a momentum)."""
+    value = _float_of(name, value, "a number in [0, 1]")
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
     return value
+
+
+check_probability = check_fraction
+"""``value`` as a float in ``[0, 1]`` (the SSL thresholds and momenta)."""
 
 
 def check_weight(weight: float) -> float:
     """Return a loss weight as a non-negative finite float."""
-    try:
-        weight = float(weight)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"weight must be a non-negative number, got {weight!r}"
-        ) from err
+    weight = _float_of("weight", weight, "a non-negative number")
     if not (weight >= 0.0 and math.isfinite(weight)):
         raise ValueError(f"weight must be a non-negative finite number, got {weight}")
     return weight
@@ -69,9 +71,7 @@ def check_weight(weight: float) -> float:
 
 def check_n_bins(n_bins) -> int:
     """Return a number of confidence bins as a positive int."""
-    if isinstance(n_bins, bool) or int(n_bins) != n_bins or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
-    return int(n_bins)
+    return check_positive_int("n_bins", n_bins)
 
 
 # ---------------------------------------------------------------------------
@@ -213,25 +213,9 @@ def check_warmup(warmup) -> int | float:
     return warmup
 
 
-def check_probability(name: str, value) -> float:
-    """Return ``value`` as a float in ``[0, 1]`` (a threshold, a momentum)."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}") from err
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
-    return value
-
-
 def check_k_fraction(k_fraction: float) -> float:
     """Return ``k_fraction`` as a float in ``(0, 1]`` or raise ``ValueError``."""
-    try:
-        value = float(k_fraction)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"k_fraction must be a number in (0, 1], got {k_fraction!r}"
-        ) from err
+    value = _float_of("k_fraction", k_fraction, "a number in (0, 1]")
     if not 0.0 < value <= 1.0:
         raise ValueError(f"k_fraction must be in (0, 1], got {value}")
     return value

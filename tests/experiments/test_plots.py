@@ -184,11 +184,3 @@ def test_fitted_limits():
     assert plots.fitted_limits(float("nan"), 1.0) == (0.0, 1.0)
     low, high = plots.fitted_limits(-2.0, 3.0)
     assert low < -2.0 and high > 3.0
-
-
-def test_old_plots_module_warns_and_gives_the_same_functions():
-    import avalanche_mixplugins.plots as old
-
-    for name in plots.__all__:
-        with pytest.warns(DeprecationWarning, match=f"experiments.plots.{name}"):
-            assert getattr(old, name) is getattr(plots, name)

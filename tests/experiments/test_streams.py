@@ -229,14 +229,6 @@ def test_public_api():
         streams.split_digits(5)  # keyword-only
 
 
-def test_old_import_path_warns_and_gives_the_same_objects():
-    import avalanche_mixplugins.benchmarks as old
-
-    for name in old.__all__:
-        with pytest.warns(DeprecationWarning, match=f"experiments.*{name}"):
-            assert getattr(old, name) is getattr(experiments, name)
-
-
 def _add_ten(x):
     return x + 10.0
 

@@ -72,15 +72,11 @@ def test_mixup_and_cutmix_share_one_implementation_and_signature():
 
 
 def test_old_names_still_import_with_a_deprecation_warning():
-    from avalanche_mixplugins.experiments.timing import IterationTimer
     from avalanche_mixplugins.plugins.base import MixingStepBatch
 
     with pytest.warns(DeprecationWarning, match="plugins.base.MixingStepBatch"):
         from avalanche_mixplugins.plugins.base import MixedBatch
     assert MixedBatch is MixingStepBatch
-    with pytest.warns(DeprecationWarning, match="experiments.timing.IterationTimer"):
-        from avalanche_mixplugins.timing import IterationTimer as Old
-    assert Old is IterationTimer
 
 
 def _public_plugins():
