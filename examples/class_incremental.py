@@ -4,10 +4,11 @@ Runs an Avalanche replay strategy (ER = Naive + ReplayPlugin, ER-ACE or DER)
 with no augmentation, Mixup, CutMix or GradMix on a class-incremental stream,
 prints the final stream accuracy and forgetting, and writes per seed a JSON
 result file and a CSV with one row per experience (accuracy on the seen
-experiences, stream accuracy, GradMix's helpful-pair fraction); ``--csv`` and
-``--tensorboard`` add Avalanche's own logs (TensorBoard also shows
-``GradMix_HelpfulPairs``; Avalanche's CSV logger has fixed columns, so the
-helpful-pair fraction is in the ``*_experiences.csv`` file). The run header
+experiences, stream accuracy, GradMix's helpful-pair fraction in a column
+``GradMix_HelpfulPairs``); ``--csv`` and ``--tensorboard`` add Avalanche's
+own logs (TensorBoard also shows ``GradMix_HelpfulPairs``; Avalanche's CSV
+logger has fixed columns, so the helpful-pair fraction is only in the
+``*_experiences.csv`` file). The run header
 prints the device, the number of torch threads (``--threads``, default 1)
 and where the data are read from; every result file records the latter.
 
@@ -288,8 +289,9 @@ def write_experience_csv(path, *, avg_seen, stream_acc, helpful) -> None:
 
     Avalanche's ``CSVLogger`` writes only its fixed columns, so the example
     writes the per-experience values of its own result file here too. The
-    ``gradmix_helpful_pair_fraction`` column is empty without GradMix and
-    before the first scored pair.
+    ``GradMix_HelpfulPairs`` column is the value GradMix publishes to the
+    loggers under that name at the end of the experience's last epoch; it is
+    empty without GradMix and before the first scored pair.
     """
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -298,7 +300,7 @@ def write_experience_csv(path, *, avg_seen, stream_acc, helpful) -> None:
                 "experience",
                 "average_accuracy_seen",
                 "stream_accuracy",
-                "gradmix_helpful_pair_fraction",
+                "GradMix_HelpfulPairs",
             ]
         )
         for i, (seen, acc) in enumerate(zip(avg_seen, stream_acc)):

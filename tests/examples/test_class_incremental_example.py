@@ -64,8 +64,8 @@ def test_class_incremental_example_and_compare(script, tmp_path, capsys):
     with open(files[0].with_name(files[0].stem + "_experiences.csv")) as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["experience"]) for r in rows] == list(range(5))
-    assert rows[0]["gradmix_helpful_pair_fraction"] == ""
-    assert [float(r["gradmix_helpful_pair_fraction"]) for r in rows[1:]] == (
+    assert rows[0]["GradMix_HelpfulPairs"] == ""
+    assert [float(r["GradMix_HelpfulPairs"]) for r in rows[1:]] == (
         pytest.approx(helpful[1:], abs=1e-6)
     )
     # TensorBoard gets the helpful-pair fraction the plugin publishes

@@ -142,6 +142,9 @@ def test_package_metadata_licence_and_versions():
     assert re.search(r'^license-files = \["LICENSE"\]$', text, re.MULTILINE)
     for field in ("authors", "classifiers", "[project.urls]"):
         assert field in text, field
+    urls = text.split("[project.urls]", 1)[1].split("\n[", 1)[0]
+    for name in ("Repository", "Documentation"):
+        assert re.search(rf'^{name} = "https://', urls, re.MULTILINE), name
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
     version = re.search(r'^version = "([^"]+)"$', text, re.MULTILINE).group(1)
     assert avalanche_mixplugins.__version__ == ssl_ext.__version__ == version
