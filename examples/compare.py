@@ -4,7 +4,7 @@
 
 Results are grouped by setting (stream, buffer, label budget, ...) and by
 method; each table cell is mean +- std over seeds; a note under each table
-says what each time column measures (``train s/iter``: one training
+says what each time column measures, beside the runs' thread count (``train s/iter``: one training
 iteration, no data loading or evaluation; ``wall s``: the whole run with
 evaluation). Plots per setting:
 accuracy after each experience per method (class-incremental runs), the
@@ -41,12 +41,15 @@ COLUMNS = [
     ("calibration.MCE", "MCE"),
     ("calibration.NLL", "NLL"),
     ("calibration.Brier", "Brier"),
+    ("config.threads", "threads"),
     ("time_per_iteration_s", "train s/iter"),
     ("train_time_s", "train s"),
     ("wall_time_s", "wall s"),
 ]
 
 TIME_NOTES = {
+    "threads": "torch intra-op threads of the run (--threads); times depend on it "
+    "and on the machine's load",
     "train s/iter": "median wall time of one training iteration, from "
     "before_training_iteration to after_training_iteration (forward, every "
     "plugin's loss terms, backward, optimizer step; on CUDA the device is "
@@ -86,6 +89,12 @@ def _cell(values: list[float]) -> str:
     return f"{mean:.4f} ± {float(np.std(values, ddof=1)):.4f}"
 
 
+def _counts(values: list) -> str:
+    """The distinct whole numbers among ``values`` (``"1"``, ``"1, 4"``)."""
+    found = sorted({int(v) for v in values if v is not None})
+    return ", ".join(map(str, found)) if found else "-"
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
 
@@ -110,11 +119,19 @@ def table(groups) -> str:
             for k, name in COLUMNS
             if any(_get(r, k) is not None for runs in methods.values() for r in runs)
         ]
+        if not any(name in TIME_NOTES and name != "threads" for _, name in present):
+            # the thread count explains time columns only
+            present = [(k, name) for k, name in present if name != "threads"]
         lines.append(f"### {setting}\n")
         lines.append("| method | seeds | " + " | ".join(n for _, n in present) + " |")
         lines.append("| --- | ---: | " + " | ".join("---:" for _ in present) + " |")
         for method, runs in methods.items():
-            cells = [_cell([_get(r, k) for r in runs]) for k, _ in present]
+            cells = [
+                _counts([_get(r, k) for r in runs])
+                if name == "threads"
+                else _cell([_get(r, k) for r in runs])
+                for k, name in present
+            ]
             lines.append(f"| {method} | {len(runs)} | " + " | ".join(cells) + " |")
         lines.append("")
         for _, name in present:

@@ -82,6 +82,8 @@ def test_class_incremental_example_and_compare(script, tmp_path, capsys):
     assert "| er+gradmix | 2 |" in md and "| er+none | 1 |" in md and " ± " in md
     # each time column says what it measures
     assert "train s/iter" in md and "wall s" in md
+    # the thread count stands next to the times it explains
+    assert "| threads | train s/iter |" in md and "- threads: torch intra-op" in md
     assert "- train s/iter: median wall time of one training iteration" in md
     assert "data loading and evaluation are not included" in md
     names = {p.name for p in written}
