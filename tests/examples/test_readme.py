@@ -62,6 +62,11 @@ def check_command(words: list[str]) -> None:
     if program == "apt-get":
         assert args[-1] == "dataset-fashion-mnist", words
         return
+    if program == "git":
+        assert args[0] == "clone" and args[1].startswith("https://"), words
+        return
+    if program == "cd":
+        return
     if program == "torchrun":
         scripts = [a for a in args if a.endswith(".py")]
         assert scripts and all((ROOT / s).is_file() for s in scripts), words
@@ -83,7 +88,11 @@ def test_readme_python_blocks_run_as_written(tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, str(README), "exec"), namespace)
     assert (tmp_path / "pair_scores.png").stat().st_size > 1000
-    assert 0.0 <= namespace["gradmix"].helpful_fraction() <= 1.0
+    # the snippets learn: the comments give 0.84 / 0.80 and 0.92 / 0.93 on one
+    # thread (0.67 to 0.90 over seeds); chance is 0.10
+    assert namespace["accuracy"] > 0.6
+    assert 0.5 <= namespace["gradmix"].helpful_fraction() <= 1.0
+    assert namespace["ace_accuracy"] > 0.6 and namespace["last"] > 0.5
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/gpu.md"])
