@@ -92,6 +92,14 @@ CL_SETUPS = {
         lambda: MixupCutMixPlugin(seed=0, mode="elem"),
     ),
     "er_ace+gradmix": ("er_ace", lambda: GradMixPlugin(seed=0)),
+    "er_ace+gradmix-buffer+current": (
+        "er_ace",
+        lambda: GradMixPlugin(seed=0, reference="buffer+current"),
+    ),
+    "er_ace+gradmix-buffer|current": (
+        "er_ace",
+        lambda: GradMixPlugin(seed=0, reference="buffer|current"),
+    ),
     "der+gradmix": ("der", lambda: GradMixPlugin(seed=0)),
 }
 SSL_SETUPS = [
