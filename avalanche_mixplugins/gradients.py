@@ -38,7 +38,7 @@ from avalanche_mixplugins.head import HeadCapture, find_linear_head
 from avalanche_mixplugins.validation import check_head_features
 
 GRAD_SPACES = ("last", "full")
-REFERENCES = ("buffer", "buffer+current", "buffer|current")
+REFERENCES = ("buffer", "buffer+current", "buffer|current", "balanced")
 """What a candidate's gradient is compared with (see :func:`combine_references`)."""
 MAX_FULL_GRADIENT_BYTES = 4 * 2**30
 """Largest ``N x P`` per-sample gradient matrix :func:`per_sample_gradients`
@@ -172,7 +172,8 @@ def check_reference(reference: str) -> str:
         raise ValueError(
             f"reference must be one of {', '.join(map(repr, REFERENCES))} "
             f"(the buffer's gradient alone, the buffer's plus the current "
-            f"classes', or agreement with either), got {reference!r}"
+            f"classes', agreement with either, or the two directions with "
+            f"equal weight), got {reference!r}"
         )
     return reference
 
@@ -189,7 +190,9 @@ def reference_sets(is_buffer: Tensor, reference: str) -> list[Tensor]:
     return [is_buffer, ~is_buffer]
 
 
-def combine_references(scores: list[Tensor], reference: str) -> Tensor:
+def combine_references(
+    scores: list[Tensor], reference: str, norms: list[Tensor] | None = None
+) -> Tensor:
     """One score per candidate from its scores against each reference set.
 
     :param scores: ``(N,)`` scores against the sets of :func:`reference_sets`
@@ -200,9 +203,15 @@ def combine_references(scores: list[Tensor], reference: str) -> Tensor:
         decrease of the buffer's mean loss **plus** the current classes' mean
         loss after a step on the candidate; ``"buffer|current"``: the larger
         of the two, positive when the candidate agrees with **either**
-        reference. Without a buffer score the candidate has no evidence
-        (``NaN``); without a current score (no other current sample) the
-        buffer's score is used alone.
+        reference; ``"balanced"``: the sum of the two scores each divided by
+        its reference's norm (``norms``), so the two directions weigh alike
+        whatever the size of their gradients. Without a buffer score the
+        candidate has no evidence (``NaN``); without a current score (no
+        other current sample) the buffer's score is used alone (divided by
+        its norm under ``"balanced"``).
+    :param norms: ``"balanced"`` only: ``()`` norms of the two sets' mean
+        gradients (over the whole set; the leave-one-out means differ from
+        it by one or two samples).
     :return: ``(N,)`` scores.
     """
     check_reference(reference)
@@ -210,12 +219,24 @@ def combine_references(scores: list[Tensor], reference: str) -> Tensor:
     if reference == "buffer":
         return buffer
     current = scores[1]
+    if reference == "balanced":
+        if norms is None:
+            raise ValueError("reference='balanced' needs the references' norms")
+        tiny = torch.finfo(buffer.dtype).tiny
+        buffer = buffer / norms[0].to(buffer.dtype).clamp_min(tiny)
+        current = current / norms[1].to(buffer.dtype).clamp_min(tiny)
     missing = torch.isnan(current)
-    if reference == "buffer+current":
-        both = buffer + current
-    else:
+    if reference == "buffer|current":
         both = torch.maximum(buffer, current)  # NaN where the buffer's is NaN
+    else:
+        both = buffer + current
     return torch.where(missing, buffer, both)
+
+
+def _mean_norm(parts: tuple[Tensor, ...], count: Tensor) -> Tensor:
+    """Norm of a set's mean gradient from the parts of its summed gradient."""
+    sq = sum((_f(t) ** 2).sum() for t in parts)
+    return sq.sqrt() / count.clamp_min(1.0).to(sq.dtype)
 
 
 def last_layer_buffer_alignment(
@@ -239,10 +260,10 @@ def last_layer_buffer_alignment(
     mean last-layer gradient of the pool's buffer samples. With
     ``leave_one_out`` each candidate's own sources (pool sample ``i`` and
     ``partner[i]``) are taken out of that mean (:func:`leave_one_out_mean`).
-    With ``reference="buffer+current"`` or ``"buffer|current"`` the same
-    score is also taken against the mean gradient of the pool's current-class
-    samples (full softmax, leaving the candidate's own sources out likewise)
-    and the two are combined by :func:`combine_references`.
+    With ``reference`` other than ``"buffer"`` the same score is also taken
+    against the mean gradient of the pool's current-class samples (full
+    softmax, leaving the candidate's own sources out likewise) and the two
+    are combined by :func:`combine_references`.
 
     :param h, logits, targets: head inputs ``(N, D)``, logits ``(N, C)`` and
         soft targets of the pool.
@@ -265,9 +286,12 @@ def last_layer_buffer_alignment(
         )
         for g_w, g_b, _ in sums
     ]
+    norms = None
+    if reference == "balanced":
+        norms = [_mean_norm((g_w, g_b) if bias else (g_w,), n) for g_w, g_b, n in sums]
     if not leave_one_out:
         scores = [t / s[2].clamp_min(1.0) for t, s in zip(totals, sums)]
-        return combine_references(scores, reference)
+        return combine_references(scores, reference, norms)
     own_a = last_layer_paired_inner_products(
         h_mix, logits_mix, targets_mix, h, logits, targets, bias=bias
     )
@@ -279,7 +303,7 @@ def last_layer_buffer_alignment(
         leave_one_out_mean(t, s[2], own_a, own_b, m, partner)
         for t, s, m in zip(totals, sums, masks)
     ]
-    return combine_references(scores, reference)
+    return combine_references(scores, reference, norms)
 
 
 def flat_buffer_alignment(
@@ -301,16 +325,19 @@ def flat_buffer_alignment(
     if reduce is not None:
         reduce(*(t for s in sums for t in s))
     totals = [g_mix @ g for g, _ in sums]
+    norms = None
+    if reference == "balanced":
+        norms = [_mean_norm((g,), c) for g, c in sums]
     if not leave_one_out:
         scores = [t / c.clamp_min(1.0) for t, (_, c) in zip(totals, sums)]
-        return combine_references(scores, reference)
+        return combine_references(scores, reference, norms)
     own_a = (g_mix * g_pool).sum(dim=1)
     own_b = (g_mix * g_pool[partner]).sum(dim=1)
     scores = [
         leave_one_out_mean(t, c, own_a, own_b, m, partner)
         for t, (_, c), m in zip(totals, sums, masks)
     ]
-    return combine_references(scores, reference)
+    return combine_references(scores, reference, norms)
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:

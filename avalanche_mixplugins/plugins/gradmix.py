@@ -175,9 +175,12 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
             losses together, so a mix of a new and an old class that costs the
             buffer a little but teaches the new classes more is kept.
             ``"buffer|current"``: the larger of the two scores (agreement with
-            either reference). A candidate without another buffer sample gets
-            no evidence in every mode; without another current sample it is
-            scored against the buffer alone. An option for ER-ACE, whose
+            either reference). ``"balanced"``: the two scores, each divided by
+            the norm of its reference's mean gradient, summed (the directions
+            weigh alike; under ``"buffer+current"`` the larger current-class
+            gradient can decide alone). A candidate without another buffer
+            sample gets no evidence in every mode; without another current
+            sample it is scored against the buffer alone. An option for ER-ACE, whose
             GradMix is limited by new-class accuracy (see the package's
             ``docs/gradmix.md``).
         :param loss_norm: ``"candidates"`` (default): the mixed loss is divided by

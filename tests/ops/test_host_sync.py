@@ -100,6 +100,10 @@ CL_SETUPS = {
         "er_ace",
         lambda: GradMixPlugin(seed=0, reference="buffer|current"),
     ),
+    "er_ace+gradmix-balanced": (
+        "er_ace",
+        lambda: GradMixPlugin(seed=0, reference="balanced"),
+    ),
     "der+gradmix": ("der", lambda: GradMixPlugin(seed=0)),
 }
 SSL_SETUPS = [

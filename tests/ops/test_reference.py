@@ -3,10 +3,12 @@
 ``reference="buffer+current"`` scores a candidate against the buffer
 samples' mean gradient plus the current-class samples' mean gradient, each
 without the candidate's own sources; ``"buffer|current"`` takes the larger of
-the two scores. Both are checked against brute force: for every candidate,
-autograd gradients of its own loss and of the mean loss of its two
-leave-one-out sets, on a small linear head (closed form) and on all the
-parameters of a small network (``grad_space="full"``).
+the two scores; ``"balanced"`` sums them after dividing each by the norm of
+its reference's mean gradient (over the whole set). All are checked against
+brute force: for every candidate, autograd gradients of its own loss and of
+the mean loss of its two leave-one-out sets (and of the whole sets, for the
+norms), on a small linear head (closed form) and on all the parameters of a
+small network (``grad_space="full"``).
 """
 
 from __future__ import annotations
@@ -67,13 +69,25 @@ def _brute_force(forward, params, x, y, is_buffer, x_mix, t_mix, partner, mask, 
     return torch.tensor(out, dtype=torch.float64)
 
 
-def _expected(pair_scores, reference):
+def _set_norms(forward, params, x, y, is_buffer, c):
+    """Norms of the whole buffer set's and current set's mean gradients (autograd)."""
+    norms = []
+    for idx in (is_buffer.nonzero().flatten(), (~is_buffer).nonzero().flatten()):
+        t = nn.functional.one_hot(y[idx], c).to(x.dtype)
+        g = _grad(_soft_ce(forward(x[idx]), t) / len(idx), params)
+        norms.append(_dot(g, g) ** 0.5)
+    return norms
+
+
+def _expected(pair_scores, reference, norms=None):
     """The combination, by hand, from the two brute-force scores of each candidate."""
     out = []
     for b, c in pair_scores.tolist():
+        if reference == "balanced":
+            b, c = b / norms[0], c / norms[1]
         if reference == "buffer" or c != c:  # no current set: the buffer's score
             out.append(b)
-        elif reference == "buffer+current":
+        elif reference in ("buffer+current", "balanced"):
             out.append(b + c)
         else:
             out.append(b if b != b else max(b, c))
@@ -134,7 +148,7 @@ def test_last_layer_reference_equals_brute_force(reference, case, bias, masked):
     head = nn.Linear(d, c, bias=bias).double()
     params = list(head.parameters())
     pair = _brute_force(head, params, x, y, is_buffer, x_mix, t_mix, partner, mask, c)
-    ref = _expected(pair, reference)
+    ref = _expected(pair, reference, _set_norms(head, params, x, y, is_buffer, c))
     with torch.no_grad():
         z, z_mix = head(x), head(x_mix)
     if mask is not None:
@@ -154,7 +168,8 @@ def test_last_layer_reference_equals_brute_force(reference, case, bias, masked):
         # candidates 0, 1 mix the two buffer samples: no other buffer sample
         assert torch.isnan(got[:2]).all() and not torch.isnan(got[2:]).any()
         # candidates 2, 3 mix the two current samples: the buffer alone
-        assert torch.allclose(got[2:], pair[2:, 0], rtol=1e-9)
+        alone = ref[2:] if reference == "balanced" else pair[2:, 0]
+        assert torch.allclose(got[2:], alone, rtol=1e-9)
 
 
 @pytest.mark.parametrize("reference", REFERENCES)
@@ -168,7 +183,7 @@ def test_full_space_reference_equals_brute_force(reference):
     net = nn.Sequential(nn.Linear(d, 7), nn.Tanh(), nn.Linear(7, c)).double()
     params = list(net.parameters())
     pair = _brute_force(net, params, x, y, is_buffer, x_mix, t_mix, partner, None, c)
-    ref = _expected(pair, reference)
+    ref = _expected(pair, reference, _set_norms(net, params, x, y, is_buffer, c))
     eye = torch.eye(c, dtype=torch.float64)
 
     def rows(xs, ts):
@@ -201,7 +216,8 @@ def test_without_leave_one_out_the_sets_keep_the_sources(reference):
     for i in range(x.shape[0]):
         g_i = _grad(_soft_ce(head(x_mix[i : i + 1]), t_mix[i : i + 1]), params)
         pair.append([_dot(g_i, g) for g in g_sets])
-    ref = _expected(torch.tensor(pair, dtype=torch.float64), reference)
+    norms = [_dot(g, g) ** 0.5 for g in g_sets]
+    ref = _expected(torch.tensor(pair, dtype=torch.float64), reference, norms)
     with torch.no_grad():
         z, z_mix = head(x), head(x_mix)
     got = last_layer_buffer_alignment(

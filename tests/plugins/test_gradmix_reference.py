@@ -1,6 +1,6 @@
 """GradMix's ``reference`` option inside real Avalanche runs.
 
-With ``reference="buffer+current"`` (or ``"buffer|current"``) every
+With ``reference="buffer+current"`` (``"buffer|current"``, ``"balanced"``) every
 candidate's score is checked against brute force on the same step: autograd
 gradients of its own (masked, under ER-ACE) mixed loss and of the mean
 full-softmax loss of the step's buffer samples and of its current-class
@@ -75,13 +75,25 @@ def _scores(forward, params, pool, y, is_buffer, mixed, t_mix, partner, mask, c)
     return torch.tensor(out)
 
 
-def _combine(pair, reference):
+def _norms(forward, params, pool, y, is_buffer, c):
+    """Norms of the step's whole buffer set's and current set's mean gradients."""
+    out = []
+    for idx in (is_buffer.nonzero().flatten(), (~is_buffer).nonzero().flatten()):
+        t = torch.eye(c)[y[idx]]
+        g = torch.autograd.grad(_soft_ce(forward(pool[idx]), t) / len(idx), params)
+        out.append(float(sum((a * a).sum() for a in g)) ** 0.5)
+    return out
+
+
+def _combine(pair, reference, norms):
     b, c = pair[:, 0], pair[:, 1]
-    both = b + c if reference == "buffer+current" else torch.maximum(b, c)
+    if reference == "balanced":
+        b, c = b / norms[0], c / norms[1]
+    both = torch.maximum(b, c) if reference == "buffer|current" else b + c
     return torch.where(torch.isnan(c), b, both)
 
 
-@pytest.mark.parametrize("reference", ["buffer+current", "buffer|current"])
+@pytest.mark.parametrize("reference", ["buffer+current", "buffer|current", "balanced"])
 @pytest.mark.parametrize("setup", ["er_ace", "naive_replay"])
 def test_scores_credit_the_current_classes(setup, reference, digits_benchmark):
     grad_space = "last" if setup == "er_ace" else "full"
@@ -113,7 +125,8 @@ def test_scores_credit_the_current_classes(setup, reference, digits_benchmark):
             forward, params, pool, batch.y, is_buffer, mixed, t_mix,
             batch.partner, mask, c,
         )  # fmt: skip
-        ref = _combine(pair, reference)
+        norms = _norms(forward, params, pool, batch.y, is_buffer, c)
+        ref = _combine(pair, reference, norms)
         got = gradmix.last_inner
         assert torch.equal(torch.isnan(got), torch.isnan(ref))
         ok = ~torch.isnan(ref)
