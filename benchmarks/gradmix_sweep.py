@@ -153,13 +153,20 @@ BASELINES = ("none", "mixup", "cutmix")
 COLUMNS = ("none", "mixup", "cutmix", "gradmix", "gradmix_cutmix")
 
 
-def _settings(path: str) -> dict:
-    """``{setting key: {method label: [runs]}}``, settings in a stable order."""
+def _settings(path: str, sizes: bool = False) -> dict:
+    """``{setting key: {method label: [runs]}}``, settings in a stable order.
+
+    With ``sizes`` the key ends with the training images per class (``"all"``
+    for the full stream), so streams of different sizes are kept apart.
+    """
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line]
     groups: dict = defaultdict(lambda: defaultdict(list))
     for r in rows:
         c = r["config"]
         key = (c["dataset"], c["strategy"], c["mem_size"], c["epochs"], c["lr"])
+        if sizes:
+            n = c.get("per_class")
+            key += ("all" if n is None else f"{n:06d}",)
         groups[key][label(r)].append(r)
     return dict(sorted(groups.items()))
 
@@ -270,14 +277,15 @@ def regime(path: str) -> str:
     Works for any strategies in the file.
     """
     out = []
-    for (ds, strat, mem, ep, lr), methods in _settings(path).items():
+    for (ds, strat, mem, ep, lr, n), methods in _settings(path, sizes=True).items():
         names = list(methods)
         ref = "gradmix" if "gradmix" in methods else None
         ref = ref or next((n for n in names if n.startswith("gradmix")), None)
         seeds = sorted({r["config"]["seed"] for rs in methods.values() for r in rs})
         plural = "epoch" if ep == 1 else "epochs"
         out += [
-            f"\n**{ds}, {strat}, buffer {mem}, {ep} {plural}, lr {lr}** "
+            f"\n**{ds} ({n.lstrip('0')} training images per class), {strat}, "
+            f"buffer {mem}, {ep} {plural}, lr {lr}** "
             f"(seeds {' '.join(map(str, seeds))})\n",
             "| method | seeds | final accuracy | forgetting "
             "| new-exp accuracy (exp. 2-5) "

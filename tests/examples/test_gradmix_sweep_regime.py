@@ -93,17 +93,19 @@ def test_random_mixing_verdicts_and_target_follow_the_paired_differences(sweep):
     assert f"best baseline ({best})" in text
 
 
-def test_any_strategy_gets_its_own_table(sweep, tmp_path):
-    """Lines of other strategies (here the same runs relabelled) are grouped apart."""
+def test_any_strategy_and_stream_size_gets_its_own_table(sweep, tmp_path):
+    """Lines of other strategies or sizes (the same runs relabelled) are kept apart."""
     out = []
-    for strategy in ("er_ace", "der"):
+    for strategy, per_class in (("er_ace", None), ("der", None), ("der", 400)):
         for x in _lines(RUNS):
             x = json.loads(json.dumps(x))
             x["config"]["strategy"] = strategy
+            x["config"]["per_class"] = per_class
             out.append(json.dumps(x))
     path = tmp_path / "ace_der.jsonl"
     path.write_text("\n".join(out) + "\n")
     text = sweep.regime(str(path))
-    assert "fashion_mnist, er_ace, buffer 500, 1 epoch" in text
-    assert "fashion_mnist, der, buffer 500, 1 epoch" in text
-    assert text.count("| gradmix | 3 |") == 2 and text.count("Target:") == 2
+    assert "(all training images per class), er_ace, buffer 500, 1 epoch" in text
+    assert "(all training images per class), der, buffer 500, 1 epoch" in text
+    assert "(400 training images per class), der, buffer 500, 1 epoch" in text
+    assert text.count("| gradmix | 3 |") == 3 and text.count("Target:") == 3
