@@ -142,5 +142,11 @@ def test_apm_state_dict_round_trip_checks_and_dtypes():
     assert apm.table.dtype == torch.float16 and apm.count.dtype == torch.int32
     assert apm.table[2].tolist() == [2.0, -2.0]
     assert apm.updates(torch.tensor([0, 1, 2])).tolist() == [1, 0, 2]
+    state = apm.state_dict()
+    assert sorted(state) == ["count", "delta", "table"] and state["delta"] == 0.25
+    copy = APMTracker(num_samples=3, dtype=torch.float16)
+    copy.load_state_dict(state)
+    assert torch.equal(copy.table, apm.table) and torch.equal(copy.count, apm.count)
+    assert copy.delta == 0.25
     apm.load_state_dict({"table": None, "count": torch.zeros(3, dtype=torch.int32)})
     assert apm.table is None and apm.num_classes == 0
