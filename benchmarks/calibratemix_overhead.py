@@ -63,7 +63,7 @@ def build(variant, args, bench, unlabeled):
     return strategy, timer
 
 
-def main(argv=None):
+def parser():
     p = script_parser(__doc__)
     add_round_options(p)
     add_ssl_batch_options(p)
@@ -76,7 +76,11 @@ def main(argv=None):
         help="small_cnn or a timm name, e.g. wrn28_2 (default: %(default)s)",
     )
     add_threads_option(p, 1)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
 
