@@ -38,6 +38,8 @@ from avalanche_mixplugins.head import HeadCapture, find_linear_head
 from avalanche_mixplugins.validation import check_head_features
 
 GRAD_SPACES = ("last", "full")
+REFERENCES = ("buffer", "buffer+current", "buffer|current", "balanced")
+"""What a candidate's gradient is compared with (see :func:`combine_references`)."""
 MAX_FULL_GRADIENT_BYTES = 4 * 2**30
 """Largest ``N x P`` per-sample gradient matrix :func:`per_sample_gradients`
 builds (4 GiB); ResNet-18 at ``N = 256`` would need about 11 GiB per matrix."""
@@ -164,6 +166,79 @@ def leave_one_out_mean(
     return torch.where(rest > 0, inner, torch.full_like(inner, float("nan")))
 
 
+def check_reference(reference: str) -> str:
+    """Return ``reference`` if it is one of :data:`REFERENCES`, else raise ``ValueError``."""
+    if reference not in REFERENCES:
+        raise ValueError(
+            f"reference must be one of {', '.join(map(repr, REFERENCES))} "
+            f"(the buffer's gradient alone, the buffer's plus the current "
+            f"classes', agreement with either, or the two directions with "
+            f"equal weight), got {reference!r}"
+        )
+    return reference
+
+
+def reference_sets(is_buffer: Tensor, reference: str) -> list[Tensor]:
+    """The pool masks whose mean gradients a criterion needs.
+
+    ``[is_buffer]`` for ``"buffer"``; ``[is_buffer, ~is_buffer]`` (the
+    buffer samples, then the current-class samples) otherwise.
+    """
+    check_reference(reference)
+    if reference == "buffer":
+        return [is_buffer]
+    return [is_buffer, ~is_buffer]
+
+
+def combine_references(
+    scores: list[Tensor], reference: str, norms: list[Tensor] | None = None
+) -> Tensor:
+    """One score per candidate from its scores against each reference set.
+
+    :param scores: ``(N,)`` scores against the sets of :func:`reference_sets`
+        (the buffer's first, then the current classes'), ``NaN`` where a set
+        had no sample left for the candidate.
+    :param reference: ``"buffer"``: the buffer's score alone (GradMix's
+        criterion); ``"buffer+current"``: the sum of the two, the first-order
+        decrease of the buffer's mean loss **plus** the current classes' mean
+        loss after a step on the candidate; ``"buffer|current"``: the larger
+        of the two, positive when the candidate agrees with **either**
+        reference; ``"balanced"``: the sum of the two scores each divided by
+        its reference's norm (``norms``), so the two directions weigh alike
+        whatever the size of their gradients. Without a buffer score the
+        candidate has no evidence (``NaN``); without a current score (no
+        other current sample) the buffer's score is used alone (divided by
+        its norm under ``"balanced"``).
+    :param norms: ``"balanced"`` only: ``()`` norms of the two sets' mean
+        gradients (over the whole set; the leave-one-out means differ from
+        it by one or two samples).
+    :return: ``(N,)`` scores.
+    """
+    check_reference(reference)
+    buffer = scores[0]
+    if reference == "buffer":
+        return buffer
+    current = scores[1]
+    if reference == "balanced":
+        if norms is None:
+            raise ValueError("reference='balanced' needs the references' norms")
+        tiny = torch.finfo(buffer.dtype).tiny
+        buffer = buffer / norms[0].to(buffer.dtype).clamp_min(tiny)
+        current = current / norms[1].to(buffer.dtype).clamp_min(tiny)
+    missing = torch.isnan(current)
+    if reference == "buffer|current":
+        both = torch.maximum(buffer, current)  # NaN where the buffer's is NaN
+    else:
+        both = buffer + current
+    return torch.where(missing, buffer, both)
+
+
+def _mean_norm(parts: tuple[Tensor, ...], count: Tensor) -> Tensor:
+    """Norm of a set's mean gradient from the parts of its summed gradient."""
+    sq = sum((_f(t) ** 2).sum() for t in parts)
+    return sq.sqrt() / count.clamp_min(1.0).to(sq.dtype)
+
+
 def last_layer_buffer_alignment(
     h: Tensor,
     logits: Tensor,
@@ -176,6 +251,7 @@ def last_layer_buffer_alignment(
     *,
     bias: bool = True,
     leave_one_out: bool = True,
+    reference: str = "buffer",
     reduce: Callable[..., None] | None = None,
 ) -> Tensor:
     """GradMix's per-candidate score in the last linear layer, in closed form.
@@ -184,6 +260,10 @@ def last_layer_buffer_alignment(
     mean last-layer gradient of the pool's buffer samples. With
     ``leave_one_out`` each candidate's own sources (pool sample ``i`` and
     ``partner[i]``) are taken out of that mean (:func:`leave_one_out_mean`).
+    With ``reference`` other than ``"buffer"`` the same score is also taken
+    against the mean gradient of the pool's current-class samples (full
+    softmax, leaving the candidate's own sources out likewise) and the two
+    are combined by :func:`combine_references`.
 
     :param h, logits, targets: head inputs ``(N, D)``, logits ``(N, C)`` and
         soft targets of the pool.
@@ -191,18 +271,27 @@ def last_layer_buffer_alignment(
     :param h_mix, logits_mix, targets_mix: the same for the ``N`` candidates
         (candidate ``i`` mixes pool samples ``i`` and ``partner[i]``).
     :param bias: the head has a bias.
-    :param reduce: called in place on the buffer's gradient sums and count
-        before they are used (an all-reduce under ``torch.distributed``).
+    :param reference: one of :data:`REFERENCES`.
+    :param reduce: called in place on the reference sets' gradient sums and
+        counts before they are used (an all-reduce under ``torch.distributed``).
     :return: ``(N,)`` scores, ``NaN`` where no other buffer sample is left.
     """
-    g_w, g_b, count = last_layer_gradient_sum(h, logits, targets, is_buffer)
+    masks = reference_sets(is_buffer, reference)
+    sums = [last_layer_gradient_sum(h, logits, targets, m) for m in masks]
     if reduce is not None:
-        reduce(g_w, g_b, count)
-    total = last_layer_inner_products(
-        h_mix, logits_mix, targets_mix, g_w, g_b if bias else None
-    )
+        reduce(*(t for s in sums for t in s))
+    totals = [
+        last_layer_inner_products(
+            h_mix, logits_mix, targets_mix, g_w, g_b if bias else None
+        )
+        for g_w, g_b, _ in sums
+    ]
+    norms = None
+    if reference == "balanced":
+        norms = [_mean_norm((g_w, g_b) if bias else (g_w,), n) for g_w, g_b, n in sums]
     if not leave_one_out:
-        return total / count.clamp_min(1.0)
+        scores = [t / s[2].clamp_min(1.0) for t, s in zip(totals, sums)]
+        return combine_references(scores, reference, norms)
     own_a = last_layer_paired_inner_products(
         h_mix, logits_mix, targets_mix, h, logits, targets, bias=bias
     )
@@ -210,7 +299,11 @@ def last_layer_buffer_alignment(
     own_b = last_layer_paired_inner_products(
         h_mix, logits_mix, targets_mix, h[p], logits[p], targets[p], bias=bias
     )
-    return leave_one_out_mean(total, count, own_a, own_b, is_buffer, partner)
+    scores = [
+        leave_one_out_mean(t, s[2], own_a, own_b, m, partner)
+        for t, s, m in zip(totals, sums, masks)
+    ]
+    return combine_references(scores, reference, norms)
 
 
 def flat_buffer_alignment(
@@ -220,20 +313,31 @@ def flat_buffer_alignment(
     partner: Tensor,
     *,
     leave_one_out: bool = True,
+    reference: str = "buffer",
     reduce: Callable[..., None] | None = None,
 ) -> Tensor:
     """The same score from flattened per-sample gradients ``(N, P)`` of pool and candidates."""
-    buf = is_buffer.to(g_pool.dtype)
-    g = (g_pool * buf.view(-1, 1)).sum(dim=0)
-    count = buf.sum()
+    masks = reference_sets(is_buffer, reference)
+    sums = []
+    for m in masks:
+        w = m.to(g_pool.dtype)
+        sums.append(((g_pool * w.view(-1, 1)).sum(dim=0), w.sum()))
     if reduce is not None:
-        reduce(g, count)
-    total = g_mix @ g
+        reduce(*(t for s in sums for t in s))
+    totals = [g_mix @ g for g, _ in sums]
+    norms = None
+    if reference == "balanced":
+        norms = [_mean_norm((g,), c) for g, c in sums]
     if not leave_one_out:
-        return total / count.clamp_min(1.0)
+        scores = [t / c.clamp_min(1.0) for t, (_, c) in zip(totals, sums)]
+        return combine_references(scores, reference, norms)
     own_a = (g_mix * g_pool).sum(dim=1)
     own_b = (g_mix * g_pool[partner]).sum(dim=1)
-    return leave_one_out_mean(total, count, own_a, own_b, is_buffer, partner)
+    scores = [
+        leave_one_out_mean(t, c, own_a, own_b, m, partner)
+        for t, (_, c), m in zip(totals, sums, masks)
+    ]
+    return combine_references(scores, reference, norms)
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
@@ -323,7 +427,10 @@ def full_inner_products(
 
 __all__ = [
     "GRAD_SPACES",
+    "REFERENCES",
     "HeadCapture",
+    "check_reference",
+    "combine_references",
     "find_linear_head",
     "flat_buffer_alignment",
     "full_gradient_sum",
@@ -334,6 +441,7 @@ __all__ = [
     "last_layer_paired_inner_products",
     "leave_one_out_mean",
     "per_sample_gradients",
+    "reference_sets",
     "soft_cross_entropy",
     "softmax_residual",
 ]

@@ -43,7 +43,7 @@ from ssl_ext.experiments import add_algorithm_option, add_ssl_batch_options
 
 def build(variant, args, bench, unlabeled):
     torch.manual_seed(0)
-    model = make_model(args.backbone, num_classes=10, in_chans=1)
+    model = make_model(args.model, num_classes=10, in_chans=1)
     timer = IterationTimer(record=False)
     plugins = [timer]
     if variant != "base":
@@ -63,18 +63,24 @@ def build(variant, args, bench, unlabeled):
     return strategy, timer
 
 
-def main(argv=None):
+def parser():
     p = script_parser(__doc__)
     add_round_options(p)
     add_ssl_batch_options(p)
     add_algorithm_option(p)
     p.add_argument(
+        "--model",
         "--backbone",
+        dest="model",
         default="small_cnn",
         help="small_cnn or a timm name, e.g. wrn28_2 (default: %(default)s)",
     )
     add_threads_option(p, 1)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
 
@@ -95,7 +101,7 @@ def main(argv=None):
     med = {v: statistics.median(runs[v][1].times) for v in ("base", "fast", "faithful")}
     n = len(runs["base"][1].times)
     print(
-        f"{args.algorithm}, {args.backbone}, B={args.batch_size}, mu={args.mu}, "
+        f"{args.algorithm}, {args.model}, B={args.batch_size}, mu={args.mu}, "
         f"threads={args.threads}, {args.rounds} rounds x {args.iterations} iterations "
         f"({n} timed per variant)\n"
     )

@@ -43,7 +43,7 @@ VARIANTS = {
 }
 
 
-def main():
+def parser():
     p = script_parser(__doc__)
     add_round_options(p)
     add_batch_size_option(p, 32, "minibatch size")
@@ -55,7 +55,11 @@ def main():
         "--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS)
     )
     add_threads_option(p, 1)
-    args = p.parse_args()
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     bench = split_mnist5k(n_experiences=5, seed=0)

@@ -11,11 +11,13 @@ the boundary).
     python benchmarks/gradmix_pair_kinds.py --strategy er_ace --aug gradmix
     python benchmarks/gradmix_pair_kinds.py --strategy er_ace --aug mixup
     python benchmarks/gradmix_pair_kinds.py --split test --epochs 1 --seed 3 --strategy er
+    python benchmarks/gradmix_pair_kinds.py --epochs 2 --plugin '{"reference": "balanced"}'
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from collections import defaultdict
@@ -89,6 +91,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=0.03)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plugin", default="{}", help="plugin kwargs (JSON)")
     args = p.parse_args(argv)
     cfg = RunConfig(
         dataset=args.dataset,
@@ -100,6 +103,7 @@ def main(argv=None):
         epochs=args.epochs,
         lr=args.lr,
         seed=args.seed,
+        plugin_kwargs=json.loads(args.plugin),
     )
     recorders = []
 

@@ -4,7 +4,10 @@ Each run trains a small CNN on a 5 x 2 class-incremental stream with a
 replay strategy and one mixing plugin (see ``cl_runs.py``) and appends one
 JSON line to ``--out``; runs already in the file are skipped, so a grid can
 be resumed. ``--table`` prints Markdown tables (mean +- std over seeds of the
-final average accuracy and forgetting) from such a file.
+final average accuracy and forgetting) from such a file, ``--summary`` one row
+per setting, ``--regime`` one table per setting with every method's paired
+difference to GradMix. Every std printed here is the population std over seeds
+(``numpy.std`` with ``ddof=0``), of the values and of paired differences alike.
 
 Examples::
 
@@ -18,6 +21,7 @@ Examples::
     python benchmarks/gradmix_sweep.py --split test --dataset fashion_mnist \\
         --strategies er er_ace der --seeds 0 1 2 3 4 --out results/test.jsonl
     python benchmarks/gradmix_sweep.py --table results/test.jsonl
+    python benchmarks/gradmix_sweep.py --regime results/test.jsonl
 """
 
 from __future__ import annotations
@@ -35,6 +39,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cl_runs import AUGS, DATASETS, STRATEGIES, RunConfig, run  # noqa: E402
+
+STD_DDOF = 0
+"""Degrees of freedom of every std printed: 0, the population std over seeds."""
+
+
+def std(values) -> float:
+    """Population std (``ddof=0``) of ``values``, the one convention of the tables."""
+    return float(np.std(np.asarray(values, dtype=float), ddof=STD_DDOF))
 
 
 def _key(cfg: dict) -> str:
@@ -112,8 +124,8 @@ def table(path: str) -> str:
             new = np.array([np.mean(r["new_experience_accuracy"][1:]) for r in rs])
             stuck = sum(sum(r["stuck_experiences"]) for r in rs)
             lines.append(
-                f"| {name} | {len(rs)} | {acc.mean():.1f} ± {acc.std():.1f} "
-                f"| {fgt.mean():.1f} ± {fgt.std():.1f} | {100 * new.mean():.1f} "
+                f"| {name} | {len(rs)} | {acc.mean():.1f} ± {std(acc):.1f} "
+                f"| {fgt.mean():.1f} ± {std(fgt):.1f} | {100 * new.mean():.1f} "
                 f"| {acc.min():.1f} | {stuck} |"
             )
         lines.append("")
@@ -131,7 +143,7 @@ def verdict(methods: dict) -> str:
     fn = np.mean([r["forgetting"] for r in methods.get("none", [])] or [np.nan]) * 100
     return (
         f"GradMix - best baseline ({best}), paired over {len(diff)} seeds: "
-        f"{np.mean(diff):+.1f} ± {np.std(diff):.1f} points; forgetting "
+        f"{np.mean(diff):+.1f} ± {std(diff):.1f} points; forgetting "
         f"{fg:.1f} vs none {fn:.1f}; target (>= +1 point, forgetting <= none): "
         f"{'met' if ok else 'missed'}"
     )
@@ -141,13 +153,20 @@ BASELINES = ("none", "mixup", "cutmix")
 COLUMNS = ("none", "mixup", "cutmix", "gradmix", "gradmix_cutmix")
 
 
-def _settings(path: str) -> dict:
-    """``{setting key: {method label: [runs]}}``, settings in a stable order."""
+def _settings(path: str, sizes: bool = False) -> dict:
+    """``{setting key: {method label: [runs]}}``, settings in a stable order.
+
+    With ``sizes`` the key ends with the training images per class (``"all"``
+    for the full stream), so streams of different sizes are kept apart.
+    """
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line]
     groups: dict = defaultdict(lambda: defaultdict(list))
     for r in rows:
         c = r["config"]
         key = (c["dataset"], c["strategy"], c["mem_size"], c["epochs"], c["lr"])
+        if sizes:
+            n = c.get("per_class")
+            key += ("all" if n is None else f"{n:06d}",)
         groups[key][label(r)].append(r)
     return dict(sorted(groups.items()))
 
@@ -183,7 +202,7 @@ def summary(path: str) -> str:
         cells = []
         for name in COLUMNS:
             acc = np.array([r["final_accuracy"] for r in methods.get(name, [])]) * 100
-            cells.append(f"{acc.mean():.1f} ± {acc.std():.1f}" if acc.size else "-")
+            cells.append(f"{acc.mean():.1f} ± {std(acc):.1f}" if acc.size else "-")
         verdict_ = paired_margin(methods)
         if verdict_ is None:
             continue
@@ -196,12 +215,137 @@ def summary(path: str) -> str:
         lines.append(
             f"| {ds} | {strat} | {mem} | {ep} | {seeds} | "
             + " | ".join(cells)
-            + f" | {np.mean(diff):+.1f} ± {np.std(diff):.1f} ({best}) "
+            + f" | {np.mean(diff):+.1f} ± {std(diff):.1f} ({best}) "
             f"| {fg:.1f} / {100 * fn:.1f} | {'met' if ok else 'missed'} |"
         )
     lines.append("")
     lines.append(f"Target met in {met} of {total} settings.")
     return "\n".join(lines)
+
+
+RANDOM_MIXING = ("mixup", "cutmix", "switch")
+"""Random-pair baselines whose paired difference to ``none`` ``--regime`` reports."""
+
+
+def _by_seed(runs: list[dict], metric: str = "final_accuracy") -> dict[int, float]:
+    """``{seed: metric in percent}`` of one method's runs."""
+    return {r["config"]["seed"]: 100 * r[metric] for r in runs}
+
+
+def paired(a: list[dict], b: list[dict]) -> tuple[list[int], list[float]]:
+    """Seeds run by both methods and ``a - b`` of the final accuracy per seed."""
+    pa, pb = _by_seed(a), _by_seed(b)
+    seeds = sorted(set(pa) & set(pb))
+    return seeds, [pa[s] - pb[s] for s in seeds]
+
+
+def _new_accuracy(r: dict) -> float:
+    """Mean accuracy (%) on experiences 2..5 right after training each."""
+    return 100 * float(np.mean(r["new_experience_accuracy"][1:]))
+
+
+def against_none(diff: list[float]) -> str:
+    """Verdict of a paired difference to ``none``: outside its own std or level."""
+    mean, spread = float(np.mean(diff)), std(diff)
+    if mean > 0 and mean > spread:
+        return "beats none"
+    if mean < 0 and -mean > spread:
+        return "below none"
+    return "level with none (within the seed spread)"
+
+
+def _pm(values, signed: bool = False) -> str:
+    fmt = "+.1f" if signed else ".1f"
+    return f"{np.mean(values):{fmt}} ± {std(values):.1f}"
+
+
+def regime(path: str) -> str:
+    """One table per setting: every method and its paired difference to GradMix.
+
+    Per setting (stream, strategy, buffer, epochs, lr) of the JSONL file at
+    ``path``: each method's final average accuracy, forgetting and accuracy on
+    each new experience (2..5, right after training it), mean ± population
+    std over seeds; GradMix at its defaults (label ``gradmix``, else the first
+    label starting with ``gradmix``) minus each other method, paired by seed,
+    with the per-seed values; a line per random baseline (Mixup, CutMix, the
+    switch) against no augmentation, paired (it beats none when the mean
+    difference is positive and larger than its std, see :func:`against_none`);
+    and the target: GradMix at least
+    1 point above the best baseline (every method whose label does not start
+    with ``gradmix``; best by mean), paired, with forgetting at most that
+    baseline's, never more than 0.5 point below it and never below ``none``.
+    Works for any strategies in the file.
+    """
+    out = []
+    for (ds, strat, mem, ep, lr, n), methods in _settings(path, sizes=True).items():
+        names = list(methods)
+        ref = "gradmix" if "gradmix" in methods else None
+        ref = ref or next((n for n in names if n.startswith("gradmix")), None)
+        seeds = sorted({r["config"]["seed"] for rs in methods.values() for r in rs})
+        plural = "epoch" if ep == 1 else "epochs"
+        out += [
+            f"\n**{ds} ({n.lstrip('0')} training images per class), {strat}, "
+            f"buffer {mem}, {ep} {plural}, lr {lr}** "
+            f"(seeds {' '.join(map(str, seeds))})\n",
+            "| method | seeds | final accuracy | forgetting "
+            "| new-exp accuracy (exp. 2-5) "
+            + (f"| {ref} - method, paired | per seed |" if ref else "|"),
+            "| --- | ---: | ---: | ---: | ---: |" + (" ---: | --- |" if ref else ""),
+        ]
+        for name in names:
+            rs = methods[name]
+            acc = [100 * r["final_accuracy"] for r in rs]
+            fgt = [100 * r["forgetting"] for r in rs]
+            new = [_new_accuracy(r) for r in rs]
+            row = f"| {name} | {len(rs)} | {_pm(acc)} | {_pm(fgt)} | {_pm(new)} |"
+            if ref and name != ref:
+                _, diff = paired(methods[ref], rs)
+                each = " ".join(f"{d:+.1f}" for d in diff)
+                row += f" {_pm(diff, signed=True)} | {each} |"
+            elif ref:
+                row += " | |"
+            out.append(row)
+        out.append("")
+        none = methods.get("none")
+        if none:
+            parts = []
+            for name in RANDOM_MIXING:
+                if name not in methods:
+                    continue
+                _, diff = paired(methods[name], none)
+                wins = sum(d > 0 for d in diff)
+                verdict_ = against_none(diff)
+                parts.append(
+                    f"{name} - none {_pm(diff, signed=True)} "
+                    f"({wins} of {len(diff)} seeds ahead): {verdict_}"
+                )
+            if parts:
+                out.append(
+                    "Random mixing against none (paired): " + "; ".join(parts) + "."
+                )
+                out.append("")
+        base = {k: v for k, v in methods.items() if not k.startswith("gradmix")}
+        if ref and base:
+            mean = {
+                k: np.mean([r["final_accuracy"] for r in v]) for k, v in base.items()
+            }
+            best = max(mean, key=mean.get)
+            _, diff = paired(methods[ref], base[best])
+            fg = np.mean([r["forgetting"] for r in methods[ref]]) * 100
+            fb = np.mean([r["forgetting"] for r in base[best]]) * 100
+            met = np.mean(diff) >= 1.0 and fg <= fb
+            close = np.mean(diff) >= -0.5
+            line = (
+                f"Target: {ref} - best baseline ({best}) {_pm(diff, signed=True)}, "
+                f"forgetting {fg:.1f} vs {fb:.1f}: "
+                f"{'met' if met else 'missed'} (>= +1 point, forgetting <= its); "
+                f"within 0.5 point of it: {'yes' if close else 'no'}"
+            )
+            if none:
+                _, dn = paired(methods[ref], none)
+                line += f"; not below none: {'yes' if np.mean(dn) >= 0 else 'no'}"
+            out += [line + ".", ""]
+    return "\n".join(out)
 
 
 def summary_plot(path: str, out_png: str) -> Path:
@@ -266,7 +410,7 @@ def plot(path: str, out_dir: str) -> list[Path]:
                 ax.bar(
                     i,
                     vals.mean(),
-                    yerr=vals.std(),
+                    yerr=std(vals),
                     color=style["color"],
                     hatch="//" if style["linestyle"] != "-" else None,
                     edgecolor="black",
@@ -329,7 +473,15 @@ def main(argv=None):
     p.add_argument(
         "--summary-plot", default=None, help="with --summary: the margin figure (PNG)"
     )
+    p.add_argument(
+        "--regime",
+        default=None,
+        help="print one table per setting with paired differences to GradMix",
+    )
     args = p.parse_args(argv)
+    if args.regime:
+        print(regime(args.regime))
+        return
     if args.summary:
         print(summary(args.summary))
         if args.summary_plot:

@@ -32,8 +32,34 @@ class PseudoLabelling:
     _warned: set[str]
 
     def _init_pseudo_labelling_state(self) -> None:
-        self.nonfinite_batches = 0
-        """Unlabeled batches with NaN or inf logits (left out of the statistics)."""
+        self._nonfinite: Tensor | int = 0
+        self._nonfinite_seen = 0
+
+    @property
+    def nonfinite_batches(self) -> int:
+        """Unlabeled batches with NaN or inf logits (left out of the statistics).
+
+        Counted on the device; reading it waits for the device (the strategy
+        reads it once per epoch, to warn)."""
+        return int(self._nonfinite)
+
+    def _warn_nonfinite_batches(self) -> None:
+        """Warn (once) if the count of non-finite batches grew; once per epoch."""
+        count = self.nonfinite_batches
+        if count > self._nonfinite_seen:
+            warn_once(
+                self._warned,
+                "logits",
+                "NaN or inf in the unlabeled logits: those samples are left out of "
+                "the pseudo-labelling statistics and get weight 0 (count in "
+                "strategy.nonfinite_batches); check the inputs for NaN/inf, or "
+                "lower the learning rate",
+            )
+        self._nonfinite_seen = count
+
+    def _after_training_epoch(self, **kwargs):
+        self._warn_nonfinite_batches()
+        super()._after_training_epoch(**kwargs)
 
     def pseudo_label(
         self, logits_weak: Tensor, index: Tensor | None = None, *, update: bool = True
@@ -74,30 +100,28 @@ class PseudoLabelling:
     ) -> PseudoLabels:
         """Pseudo-label; rows with NaN or inf never reach the statistics.
 
-        In a batch with non-finite rows (one host sync per call tells), the
-        finite rows update the statistics, then every row is labelled without
-        update and the non-finite rows get weight 0.
+        Decided on the device: the rows are labelled from their logits with
+        NaN and inf replaced by 0, only the finite rows update the
+        statistics (``valid=``), the others get weight 0 and the batch is
+        counted in :attr:`nonfinite_batches`. A custom rule without
+        ``supports_valid`` gets the finite rows selected on the host (one
+        read per batch).
         """
         finite = torch.isfinite(logits).all(dim=1)
-        if bool(finite.all()):
-            return self.pseudo_labeler(logits, index=index, update=update)
-        self.nonfinite_batches += 1
-        warn_once(
-            self._warned,
-            "logits",
-            "NaN or inf in the unlabeled logits: those samples are left out of the "
-            "pseudo-labelling statistics and get weight 0 (count in "
-            "strategy.nonfinite_batches); check the inputs for NaN/inf, or lower "
-            "the learning rate",
-        )
-        if update and bool(finite.any()):
-            self.pseudo_labeler(
-                logits[finite],
-                index=None if index is None else index[finite],
-                update=True,
-            )
+        self._nonfinite = self._nonfinite + (~finite.all()).long()
         clean = torch.nan_to_num(logits, nan=0.0, posinf=0.0, neginf=0.0)
-        out = self.pseudo_labeler(clean, index=index, update=False)
+        if self.pseudo_labeler.supports_valid:
+            out = self.pseudo_labeler(clean, index=index, update=update, valid=finite)
+        else:
+            if bool(finite.all()):
+                return self.pseudo_labeler(logits, index=index, update=update)
+            if update and bool(finite.any()):
+                self.pseudo_labeler(
+                    logits[finite],
+                    index=None if index is None else index[finite],
+                    update=True,
+                )
+            out = self.pseudo_labeler(clean, index=index, update=False)
         weights = torch.where(finite, out.weights, torch.zeros_like(out.weights))
         return PseudoLabels(out.targets, weights, out.probs)
 

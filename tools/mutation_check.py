@@ -382,8 +382,7 @@ BUGS: list[Bug] = [
         more=(
             (
                 "ssl_ext/amp_ema.py",
-                "            self.ema.update(\n                self.model, step=self.ema_steps "
-                "if self.ema_warmup else None\n            )",
+                "            self._update_ema(ok if applied is None else None)",
                 "            pass",
             ),
         ),

@@ -117,13 +117,11 @@ def _relative(path: str) -> str:
 def classify_sync_site(
     filename: str, lineno: int, documented: Mapping[str, str]
 ) -> dict[str, str]:
-    """``{"site": "file:line", "why": ...}``: why ``documented`` says a file
-    waits for the device there, or ``"UNDOCUMENTED"``."""
+    """``{"site": "file:line", "why": ...}``: why ``documented`` (keyed by
+    ``file:line``) says the step waits for the device at that line, or
+    ``"UNDOCUMENTED"`` (also for another line of a listed file)."""
     where = f"{_relative(filename)}:{lineno}"
-    return {
-        "site": where,
-        "why": documented.get(where.rsplit(":", 1)[0], "UNDOCUMENTED"),
-    }
+    return {"site": where, "why": documented.get(where, "UNDOCUMENTED")}
 
 
 def _reset_autocast() -> None:

@@ -12,6 +12,7 @@ from torch import Tensor
 from avalanche_mixplugins.gradients import (
     GRAD_SPACES,
     HeadCapture,
+    check_reference,
     find_linear_head,
     flat_buffer_alignment,
     last_layer_buffer_alignment,
@@ -116,6 +117,7 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
         fallback: str = "none",
         no_buffer: str = "none",
         leave_one_out: bool = True,
+        reference: str = "buffer",
         loss_norm: str = "candidates",
         asymmetric: bool | str | None = None,
         filter_current: bool | None = None,
@@ -163,6 +165,24 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
             gradient without its own source samples (default). ``False`` keeps
             them, which biases every pair with an old class towards "helpful"
             (kept for ablations).
+        :param reference: what a candidate's gradient must agree with.
+            ``"buffer"`` (default): the mean gradient of the step's buffer
+            samples, the paper's criterion. ``"buffer+current"``: that gradient
+            **plus** the mean gradient of the step's current-class samples
+            (full-softmax cross-entropy, the loss at evaluation time), each
+            leaving out the candidate's own sources: to first order, a
+            positive score lowers the buffer's and the current classes' mean
+            losses together, so a mix of a new and an old class that costs the
+            buffer a little but teaches the new classes more is kept.
+            ``"buffer|current"``: the larger of the two scores (agreement with
+            either reference). ``"balanced"``: the two scores, each divided by
+            the norm of its reference's mean gradient, summed (the directions
+            weigh alike; under ``"buffer+current"`` the larger current-class
+            gradient can decide alone). A candidate without another buffer
+            sample gets no evidence in every mode; without another current
+            sample it is scored against the buffer alone. An option for ER-ACE, whose
+            GradMix is limited by new-class accuracy (see the package's
+            ``docs/gradmix.md``).
         :param loss_norm: ``"candidates"`` (default): the mixed loss is divided by
             the number of samples random-pair Mixup would mix (every sample with
             an admissible partner under ``pairing``), so pairs filtered out, at
@@ -227,6 +247,7 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
         self.grad_space = grad_space
         self.no_buffer = no_buffer
         self.leave_one_out = bool(leave_one_out)
+        self.reference = check_reference(reference)
         self.loss_norm = loss_norm
         if head is not None and (not isinstance(head, str) or not head):
             raise ValueError(f"head must be None or a layer name, got {head!r}")
@@ -366,7 +387,9 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
         (sample ``i`` and its partner, when they are buffer samples): its own
         source's gradient correlates with it by construction and would make
         every pair with an old class look helpful. Candidates with no other
-        buffer sample get ``NaN`` (no evidence).
+        buffer sample get ``NaN`` (no evidence). With ``reference`` other
+        than ``"buffer"`` the score also counts the current-class samples'
+        mean gradient (:func:`~avalanche_mixplugins.gradients.combine_references`).
         """
         c = batch.logits.shape[1]
         # labels were validated once this experience (MixingPlugin): no sync here
@@ -393,6 +416,7 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
                 batch.partner,
                 bias=self._head_has_bias,
                 leave_one_out=self.leave_one_out,
+                reference=self.reference,
                 reduce=_all_reduce_sum,
             )
         g_pool = per_sample_gradients(strategy.model, batch.x, targets)
@@ -403,6 +427,7 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
             batch.is_buffer,
             batch.partner,
             leave_one_out=self.leave_one_out,
+            reference=self.reference,
             reduce=_all_reduce_sum,
         )
 

@@ -69,9 +69,20 @@ class PseudoLabeler:
     needs_num_unlabeled = False
     """True if the rule keeps a table over the unlabeled dataset
     (``num_unlabeled=`` in :func:`~ssl_ext.algorithms.make_pseudo_labeler`)."""
+    supports_valid = False
+    """True if ``_probs`` and ``_weights`` take ``valid=`` (a bool ``(N,)`` of
+    the rows allowed to update the statistics, or ``None`` for all): the
+    strategy then keeps non-finite rows out of the statistics on the device.
+    A rule without it is called on the finite rows, which the host selects
+    (one read of the device per batch)."""
 
     def __call__(
-        self, logits_weak: Tensor, *, index: Tensor | None = None, update: bool = True
+        self,
+        logits_weak: Tensor,
+        *,
+        index: Tensor | None = None,
+        update: bool = True,
+        valid: Tensor | None = None,
     ) -> PseudoLabels:
         """Pseudo-label a batch.
 
@@ -79,21 +90,38 @@ class PseudoLabeler:
         :param index: ``(N,)`` dataset indices of the samples (FlexMatch needs
             them; the others ignore them).
         :param update: update the running statistics with this batch.
+        :param valid: bool ``(N,)``: only these rows update the statistics
+            (all rows are labelled); ``None`` means every row. Needs
+            :attr:`supports_valid`.
         """
         logits = check_batch_logits(logits_weak)
         if index is not None and index.shape != logits.shape[:1]:
             raise ValueError(
                 f"index has shape {tuple(index.shape)}, expected ({logits.shape[0]},)"
             )
-        probs = self._probs(logits, update=update)
+        extra = {}
+        if valid is not None:
+            if not self.supports_valid:
+                raise ValueError(f"{type(self).__name__} does not take valid=")
+            if valid.shape != logits.shape[:1] or valid.dtype != torch.bool:
+                raise ValueError(
+                    f"valid must be a bool tensor of shape ({logits.shape[0]},), "
+                    f"got {valid.dtype} {tuple(valid.shape)}"
+                )
+            extra["valid"] = valid
+        probs = self._probs(logits, update=update, **extra)
         # the hard pseudo-label is the arg-max of the raw logits; SoftMatch's
         # distribution alignment only shapes the weights (USB, the release)
         targets = logits.argmax(dim=-1)
         max_probs = probs.amax(dim=-1)
-        weights = self._weights(probs, max_probs, targets, index=index, update=update)
+        weights = self._weights(
+            probs, max_probs, targets, index=index, update=update, **extra
+        )
         return PseudoLabels(targets, weights.to(torch.float32), probs)
 
-    def _probs(self, logits: Tensor, *, update: bool) -> Tensor:
+    def _probs(
+        self, logits: Tensor, *, update: bool, valid: Tensor | None = None
+    ) -> Tensor:
         return logits.softmax(dim=-1)
 
     def _weights(
@@ -104,6 +132,7 @@ class PseudoLabeler:
         *,
         index: Tensor | None,
         update: bool,
+        valid: Tensor | None = None,
     ) -> Tensor:
         raise NotImplementedError
 

@@ -21,11 +21,12 @@ class FixMatch(PseudoLabeler):
     """
 
     name = "fixmatch"
+    supports_valid = True
 
     def __init__(self, *, threshold: float = 0.95):
         self.threshold = check_probability("threshold", threshold)
 
-    def _weights(self, probs, max_probs, targets, *, index, update):
+    def _weights(self, probs, max_probs, targets, *, index, update, valid=None):
         return (max_probs >= self.threshold).float()
 
 

@@ -42,6 +42,7 @@ class FlexMatch(PseudoLabeler):
 
     name = "flexmatch"
     needs_num_unlabeled = True
+    supports_valid = True
 
     def __init__(
         self, *, num_unlabeled: int, threshold: float = 0.95, warmup: bool = True
@@ -74,7 +75,7 @@ class FlexMatch(PseudoLabeler):
         acc = self.classwise_acc
         return self.threshold * (acc / (2.0 - acc))
 
-    def _weights(self, probs, max_probs, targets, *, index, update):
+    def _weights(self, probs, max_probs, targets, *, index, update, valid=None):
         if index is None:
             raise ValueError(
                 "FlexMatch needs the dataset indices of the batch (index=)"
@@ -85,6 +86,8 @@ class FlexMatch(PseudoLabeler):
         if update:
             index = index.to(max_probs.device).long()
             select = max_probs >= self.threshold
+            if valid is not None:
+                select = select & valid
             # masked scatter without a host sync: unselected rows rewrite
             # their current value
             current = self.selected_label[index]

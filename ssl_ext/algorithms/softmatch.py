@@ -49,20 +49,36 @@ class DistributionAlignment:
                 f"got {num_classes} classes, fewer than the {old} already tracked"
             )
 
-    def __call__(self, probs: Tensor, *, update: bool = True) -> Tensor:
-        """Align ``probs`` ``(N, C)``; returns new normalised probabilities."""
+    def __call__(
+        self, probs: Tensor, *, update: bool = True, valid: Tensor | None = None
+    ) -> Tensor:
+        """Align ``probs`` ``(N, C)``; returns new normalised probabilities.
+
+        :param valid: bool ``(N,)``: the rows that update ``p_model`` (all if
+            ``None``). Decided on the device: a batch without a valid row
+            leaves ``p_model`` as it was (a first such batch starts it at the
+            uniform distribution, which aligns nothing).
+        """
         probs = probs.detach()
         num_classes = probs.shape[1]
         self._grow(num_classes, probs)
         if update and probs.shape[0] > 0:
-            batch_mean = probs.mean(dim=0)
-            if self.p_model is None:
-                self.p_model = batch_mean.clone()
+            n = None if valid is None else valid.sum()
+            if n is None:
+                batch_mean = probs.mean(dim=0)
             else:
-                self.p_model = self.p_model.to(probs.device)
-                self.p_model.mul_(self.momentum).add_(
-                    batch_mean, alpha=1 - self.momentum
-                )
+                kept = torch.where(valid[:, None], probs, torch.zeros_like(probs))
+                batch_mean = kept.sum(dim=0) / n.clamp_min(1)
+            if self.p_model is None:
+                if n is None:
+                    self.p_model = batch_mean.clone()
+                else:
+                    uniform = torch.full_like(batch_mean, 1.0 / num_classes)
+                    self.p_model = torch.where(n > 0, batch_mean, uniform)
+            else:
+                p = self.p_model.to(probs.device)
+                moved = p.mul(self.momentum).add_(batch_mean, alpha=1 - self.momentum)
+                self.p_model = moved if n is None else torch.where(n > 0, moved, p)
         if self.p_model is None:
             return probs
         p_target = 1.0 / num_classes
@@ -94,6 +110,7 @@ class SoftMatch(PseudoLabeler):
     """
 
     name = "softmatch"
+    supports_valid = True
 
     def __init__(
         self, *, n_sigma: float = 2.0, momentum: float = 0.999, dist_align: bool = True
@@ -109,13 +126,13 @@ class SoftMatch(PseudoLabeler):
         self.prob_max_mu: Tensor | None = None
         self.prob_max_var: Tensor | None = None
 
-    def _probs(self, logits, *, update):
+    def _probs(self, logits, *, update, valid=None):
         probs = logits.softmax(dim=-1)
         if self.alignment is not None:
-            probs = self.alignment(probs, update=update)
+            probs = self.alignment(probs, update=update, valid=valid)
         return probs
 
-    def _weights(self, probs, max_probs, targets, *, index, update):
+    def _weights(self, probs, max_probs, targets, *, index, update, valid=None):
         if self.prob_max_mu is None:
             self.prob_max_mu = torch.tensor(
                 1.0 / probs.shape[1], device=max_probs.device
@@ -123,10 +140,22 @@ class SoftMatch(PseudoLabeler):
             self.prob_max_var = torch.tensor(1.0, device=max_probs.device)
         mu = self.prob_max_mu.to(max_probs.device)
         var = self.prob_max_var.to(max_probs.device)
-        if update and max_probs.shape[0] > 1:
-            m = self.momentum
+        m = self.momentum
+        if update and valid is None and max_probs.shape[0] > 1:
             mu = mu * m + (1 - m) * max_probs.mean()
             var = var * m + (1 - m) * max_probs.var(unbiased=True)
+            self.prob_max_mu, self.prob_max_var = mu, var
+        elif update and valid is not None:
+            # the mean and unbiased variance of the valid rows, on the device;
+            # fewer than two valid rows leave the estimates as they were
+            n = valid.sum()
+            zero = torch.zeros_like(max_probs)
+            mean = torch.where(valid, max_probs, zero).sum() / n.clamp_min(1)
+            sq = torch.where(valid, (max_probs - mean) ** 2, zero).sum()
+            batch_var = sq / (n - 1).clamp_min(1)
+            enough = n > 1
+            mu = torch.where(enough, mu * m + (1 - m) * mean, mu)
+            var = torch.where(enough, var * m + (1 - m) * batch_var, var)
             self.prob_max_mu, self.prob_max_var = mu, var
         diff = torch.clamp(max_probs - mu, max=0.0)
         return torch.exp(-(diff**2) / (2 * var / self.n_sigma**2))

@@ -11,6 +11,9 @@ import json
 
 import pytest
 import torch
+from avalanche.core import SupervisedPlugin
+
+from tests.support.host_sync import ROOT, HostSyncAudit
 
 TINY = [
     "--device",
@@ -75,6 +78,83 @@ def test_sync_check_arms_the_debug_mode_for_one_iteration(bench, monkeypatch):
     assert [c for c in calls if c != 0] == ["error", "warn"]
     assert calls[-1] == 0
     assert result == {"error_mode": "no synchronisation", "all": []}
-    site = bench._classify("/x/site-packages/ssl_ext/strategy.py", 10)
-    assert site["site"] == "ssl_ext/strategy.py:10" and site["why"] != "UNDOCUMENTED"
     assert bench._classify("/x/mine.py", 3)["why"] == "UNDOCUMENTED"
+
+
+def test_documented_syncs_are_single_lines_and_another_line_is_reported(bench):
+    """The allowed syncs are ``file:line`` sites, each a read of a device value
+    at that line; a sync in a listed file at any other line is UNDOCUMENTED."""
+    for site, why in bench.DOCUMENTED_SYNCS.items():
+        path, line = site.rsplit(":", 1)
+        found = bench._classify(f"/x/site-packages/{path}", int(line))
+        assert found == {"site": site, "why": why}
+        text = (ROOT / path).read_text() if not path.startswith("torch/") else None
+        if text is not None:
+            source = text.splitlines()[int(line) - 1]
+            assert any(r in source for r in ("int(", "bool(", ".item()")), site
+        for other in (int(line) - 1, int(line) + 1, int(line) + 40):
+            if f"{path}:{other}" not in bench.DOCUMENTED_SYNCS:
+                moved = bench._classify(f"/x/site-packages/{path}", other)
+                assert moved["why"] == "UNDOCUMENTED", moved
+
+
+class _Window(SupervisedPlugin):
+    """Counts the audit's events inside every training iteration (first in
+    the plugin list: on; last: off)."""
+
+    def __init__(self, audit: HostSyncAudit, on: bool):
+        super().__init__()
+        self.audit, self.on = audit, on
+        self.first_of_experience: list[bool] = []
+        """Per event: whether it was in the first iteration of an experience."""
+
+    def before_training_iteration(self, strategy, **kwargs):
+        if self.on:
+            for p in strategy.plugins:
+                if hasattr(p, "_generator_for"):
+                    self.audit.register(p._generator_for(strategy.device))
+            self.audit.counting = True
+
+    def after_training_iteration(self, strategy, **kwargs):
+        if not self.on:
+            self.audit.counting = False
+            first = strategy.clock.train_exp_iterations == 0
+            new = len(self.audit.events) - len(self.first_of_experience)
+            self.first_of_experience += [first] * new
+
+
+@pytest.mark.parametrize(
+    ("part", "variant"),
+    [("ssl", "fixmatch"), ("ssl", "calibratemix-fast"), ("er", "er+gradmix")],
+)
+def test_every_read_of_a_training_iteration_is_a_documented_site(bench, part, variant):
+    """On the CPU emulation (tests/support/host_sync.py), from the first
+    iteration of a run on: every read of a device value the package's code
+    makes inside a training iteration is at a documented site; anything else
+    that waits for the host (the first move of host-built state to the
+    device) happens only in the first iteration of an experience."""
+    args = bench.parser().parse_args(TINY)
+    x, y, _ = bench.load_images(args)
+    runner = bench.WORKLOADS[part][0]
+    audit = HostSyncAudit()
+    off = _Window(audit, False)
+    with audit:
+        runner(
+            args,
+            variant,
+            "fp32",
+            torch.device("cpu"),
+            x,
+            y,
+            around=(_Window(audit, True), off),
+        )
+    reads = [e for e in audit.events if e.kind == "read"]
+    assert reads, "the first iteration checks the labels"
+    left = [e for e in reads if e.site not in bench.DOCUMENTED_SYNCS]
+    assert left == [], "\n".join(str(e) for e in left)
+    later = [
+        e
+        for e, first in zip(audit.events, off.first_of_experience)
+        if not first and e.kind != "read"
+    ]
+    assert later == [], "\n".join(str(e) for e in later)

@@ -234,3 +234,59 @@ def test_bad_arguments():
         make_pseudo_labeler("mixmatch")
     with pytest.raises(ValueError, match=r"\(N, C\)"):
         FixMatch()(torch.randn(4))
+
+
+def _two_batches(labeler_a, labeler_b, valid):
+    """Feed the same two batches to both labellers: ``labeler_a`` with
+    ``valid=`` on the whole batch, ``labeler_b`` on the valid rows alone."""
+    g = torch.Generator().manual_seed(3)
+    outs = []
+    for _ in range(2):
+        logits = torch.randn(8, 4, generator=g) * 3
+        index = torch.randperm(16, generator=g)[:8]
+        a = labeler_a(logits, index=index, valid=valid)
+        b = labeler_b(logits[valid], index=index[valid])
+        outs.append((a, b))
+    return outs
+
+
+@pytest.mark.parametrize("name", ["fixmatch", "softmatch", "flexmatch"])
+def test_rows_outside_valid_never_reach_the_statistics(name):
+    """``valid=`` (the device-side selection) gives the statistics and the
+    weights of the valid rows that the valid rows alone give."""
+    kwargs = {"num_unlabeled": 16, "threshold": 0.5} if name == "flexmatch" else {}
+    a = make_pseudo_labeler(name, **kwargs)
+    b = make_pseudo_labeler(name, **kwargs)
+    valid = torch.tensor([True, False, True, True, False, True, True, True])
+    for out_a, out_b in _two_batches(a, b, valid):
+        torch.testing.assert_close(out_a.weights[valid], out_b.weights)
+        torch.testing.assert_close(out_a.probs[valid], out_b.probs)
+        assert torch.equal(out_a.targets[valid], out_b.targets)
+    for key, value in b.state_dict().items():
+        torch.testing.assert_close(a.state_dict()[key], value)
+    if name == "flexmatch":
+        assert int((a.selected_label >= 0).sum()) > 0  # the table did move
+
+
+def test_a_batch_without_valid_rows_leaves_the_statistics_unchanged():
+    softmatch = SoftMatch()
+    logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    softmatch(logits)
+    before = {k: v.clone() for k, v in softmatch.state_dict().items()}
+    softmatch(logits * 5, valid=torch.zeros(6, dtype=torch.bool))
+    for key, value in before.items():
+        assert torch.equal(softmatch.state_dict()[key], value), key
+    # one valid row: the alignment moves towards it, mean and variance do not
+    softmatch(logits * 5, valid=torch.eye(6, dtype=torch.bool)[2])
+    row = (logits[2] * 5).softmax(-1)
+    expected = before["p_model"] * 0.999 + 0.001 * row
+    torch.testing.assert_close(softmatch.alignment.p_model, expected)
+    for key in ("prob_max_mu", "prob_max_var"):
+        assert torch.equal(softmatch.state_dict()[key], before[key]), key
+    fresh = SoftMatch()
+    out = fresh(logits, valid=torch.zeros(6, dtype=torch.bool))
+    # a first batch without a valid row starts the alignment at uniform
+    torch.testing.assert_close(fresh.alignment.p_model, torch.full((3,), 1 / 3))
+    torch.testing.assert_close(out.probs, logits.softmax(-1))
+    with pytest.raises(ValueError, match="valid must be a bool tensor"):
+        fresh(logits, valid=torch.ones(6))

@@ -4,6 +4,7 @@ backbones."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -197,3 +198,71 @@ def test_pretrained_without_network_says_what_to_do(monkeypatch):
     else:
         assert not math.isnan(sum(float(p.sum()) for p in model.parameters()))
         pytest.skip("resnet10t weights are in the local Hugging Face cache")
+
+
+class StepWatch(SupervisedPlugin):
+    """Around each optimizer step: the parameters, momentum buffers, EMA
+    teacher and its clock before and after, and timm's own EMA update of the
+    teacher as it was before the step (the reference)."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+
+    @staticmethod
+    def _snap(strategy):
+        state = strategy.optimizer.state
+        return {
+            "params": [p.detach().clone() for p in strategy.model.parameters()],
+            "momentum": [
+                state[p]["momentum_buffer"].clone()
+                for p in strategy.model.parameters()
+                if "momentum_buffer" in state.get(p, {})
+            ],
+            "ema": {k: v.clone() for k, v in strategy.ema.state_dict().items()},
+            "ema_steps": strategy.ema_steps,
+        }
+
+    def before_update(self, strategy, **kwargs):
+        self._before = self._snap(strategy)
+        self._reference = copy.deepcopy(strategy.ema)
+
+    def after_update(self, strategy, **kwargs):
+        self._reference.update(strategy.model, step=self._before["ema_steps"] + 1)
+        reference = self._reference.state_dict()
+        self.steps.append((self._before, self._snap(strategy), reference))
+
+
+def test_a_skipped_step_is_undone_on_the_device_and_the_teacher_follows_timm():
+    """With momentum and an EMA teacher with warm-up: a non-finite step
+    leaves the weights, the momentum and the teacher exactly as they were;
+    every other step averages the teacher as timm's ``ModelEmaV3.update``
+    does at that step."""
+    bench, unlabeled = ssl_digits(per_class=4, n_test=40, n_unlabeled=200)
+    watch = StepWatch()
+    strategy = ssl(
+        two_conv_cnn(batch_norm=False),  # the forward's BN statistics are not undone
+        unlabeled,
+        plugins=[Poison("labeled"), watch],
+        momentum=0.9,
+        ema_decay=0.99,
+        ema_warmup=True,
+        train_iterations=6,
+    )
+    with pytest.warns(RuntimeWarning, match="optimizer step is skipped"):
+        strategy.train(bench.train_stream[0])
+    assert strategy.skipped_steps == 3 and strategy.ema_steps == 3
+    assert len(watch.steps) == 6
+    for i, (before, after, reference) in enumerate(watch.steps):
+        if i % 2:  # poisoned (iterations 2, 4, 6): nothing moved
+            assert after["ema_steps"] == before["ema_steps"]
+            for key in ("params", "momentum"):
+                assert len(after[key]) == len(before[key])
+                assert all(map(torch.equal, after[key], before[key])), key
+            for key, value in after["ema"].items():
+                assert torch.equal(value, before["ema"][key]), key
+        else:
+            assert after["ema_steps"] == before["ema_steps"] + 1
+            assert not all(map(torch.equal, after["params"], before["params"]))
+            for key, value in after["ema"].items():
+                torch.testing.assert_close(value, reference[key], rtol=1e-6, atol=1e-7)
