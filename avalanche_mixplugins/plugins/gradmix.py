@@ -260,6 +260,7 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
         self.last_inner: Tensor | None = None
         self._buffer_steps: Tensor | int = 0
         self._warned_no_buffer = False
+        self._current_masks: dict[tuple, Tensor] = {}
 
     # -- callbacks -----------------------------------------------------------------
     def before_training(self, strategy: SupervisedTemplate, **kwargs):
@@ -269,6 +270,7 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
     def before_training_exp(self, strategy: SupervisedTemplate, **kwargs):
         super().before_training_exp(strategy, **kwargs)
         self.policy.start_experience()
+        self._current_masks: dict[tuple, Tensor] = {}
         if self._capture is not None:
             self._capture.remove()
             self._capture = None
@@ -327,30 +329,41 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
             return draw_partners(allowed, generator=self._generator_for(y.device))
         n_labels = max(self._seen_classes | set(self._current_classes)) + 1
         self.policy.grow(n_labels, device=y.device)
-        self.policy.exempt = self._exempt_classes(strategy, n_labels, y.device)
-        self._mark_current(n_labels, y.device)
+        self.policy.exempt = self._exempt_classes(strategy, y.device)
+        self._mark_current(y.device)
         return super().select_pairs(strategy, y, is_buffer)
 
-    def _mark_current(self, n_labels: int, device) -> None:
+    def _current_mask(self, role: str, device) -> Tensor:
+        """Bool ``(C,)`` of the current classes over the policy's ``C`` classes.
+
+        Built once per experience, size and device (``role`` keeps the
+        policy's ``current`` and ``exempt`` distinct tensors): handing the
+        policy the same tensor every step lets it reuse what it derived from
+        it (:meth:`GradientPairs.effective`) instead of recomputing it.
+        """
+        n = self.policy.num_classes
+        key = (role, n, torch.device(device))
+        mask = self._current_masks.get(key)
+        if mask is None:
+            mask = torch.zeros(n, dtype=torch.bool, device=device)
+            mask[self._current.to(device)] = True
+            self._current_masks[key] = mask
+        return mask
+
+    def _mark_current(self, device) -> None:
         """Tell the policy the current classes (the kinds of the pairs)."""
-        current = torch.zeros(n_labels, dtype=torch.bool, device=device)
-        current[self._current.to(device)] = True
-        self.policy.current = current
+        self.policy.current = self._current_mask("current", device)
 
     def _filters_current(self, strategy: SupervisedTemplate) -> bool:
         if self.filter_current is not None:
             return self.filter_current
         return not self._asymmetric(strategy)
 
-    def _exempt_classes(
-        self, strategy: SupervisedTemplate, n_labels: int, device
-    ) -> Tensor | None:
+    def _exempt_classes(self, strategy: SupervisedTemplate, device) -> Tensor | None:
         """Bool ``(C,)`` of the current classes when their mutual mixes skip the filter."""
         if self._filters_current(strategy):
             return None
-        exempt = torch.zeros(n_labels, dtype=torch.bool, device=device)
-        exempt[self._current.to(device)] = True
-        return exempt
+        return self._current_mask("exempt", device)
 
     def _pool_features(
         self, strategy: SupervisedTemplate, batch: MixingStepBatch
@@ -437,7 +450,7 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
         if not self._has_previous:
             return batch.active.float()
         self.policy.grow(batch.logits.shape[1], device=batch.y.device)
-        self._mark_current(batch.logits.shape[1], batch.y.device)
+        self._mark_current(batch.y.device)
         inner = self.pair_inner_products(strategy, batch)
         has_buffer = batch.is_buffer.any()
         self._buffer_steps = self._buffer_steps + has_buffer.long()
