@@ -18,7 +18,6 @@ from avalanche_mixplugins.gradients import (
     last_layer_buffer_alignment,
     per_sample_gradients,
 )
-from avalanche_mixplugins.mixing import mix_targets, one_hot
 from avalanche_mixplugins.operation_pairs import OperationPairs
 from avalanche_mixplugins.pairing import (
     BUFFER_PAIRINGS,
@@ -386,6 +385,8 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
                 avalanche_forward(strategy.model, batch.x, batch.t)
             h, z = self._capture.lookup(batch.x)
             return h, z
+        if len(found) == 1:
+            return found[0]
         h = torch.cat([f[0] for f in found])
         z = torch.cat([f[1] for f in found])
         return h, z
@@ -406,8 +407,7 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
         """
         c = batch.logits.shape[1]
         # labels were validated once this experience (MixingPlugin): no sync here
-        targets = one_hot(batch.y, c, check=False)
-        targets_mix = mix_targets(batch.y, batch.partner, batch.lam, c, check=False)
+        targets, targets_mix = _step_targets(batch.y, batch.partner, batch.lam, c)
         if self.grad_space == "last":
             h, z = self._pool_features(strategy, batch)
             found = self._capture.lookup(batch.x_mix)
@@ -454,7 +454,8 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
         inner = self.pair_inner_products(strategy, batch)
         has_buffer = batch.is_buffer.any()
         self._buffer_steps = self._buffer_steps + has_buffer.long()
-        valid = batch.active & has_buffer & torch.isfinite(inner)
+        # batch_pair_sums leaves out non-finite inner products itself
+        valid = batch.active & has_buffer
         op = batch.operation
         sums, counts = self.policy.batch_pair_sums(
             batch.y, batch.partner, inner, valid, operation=op
@@ -472,6 +473,10 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
             return super().loss_denominator(batch, weights)
         # what random-pair Mixup would train on: every sample with an
         # admissible partner under the pairing rule, whatever the scores say
+        if self.policy.pairing == "all":
+            # any two distinct samples: all of them (a batch has >= 2 samples)
+            n = batch.is_buffer.shape[0]
+            return torch.full((), float(max(n, 1)), device=batch.is_buffer.device)
         allowed = allowed_pairs(batch.is_buffer, self.policy.pairing)
         return allowed.any(dim=1).float().sum().clamp_min(1.0)
 
@@ -483,6 +488,23 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.history = list(state.get("history", []))
+
+
+def _step_targets(
+    y: Tensor, partner: Tensor, lam: Tensor, num_classes: int
+) -> tuple[Tensor, Tensor]:
+    """One-hot targets of the pool and the candidates' soft targets.
+
+    The same values as :func:`~avalanche_mixplugins.mixing.one_hot` and
+    :func:`~avalanche_mixplugins.mixing.mix_targets` (``lam * e_y + (1 - lam)
+    * e_partner``), from one scatter: the labels were validated once this
+    experience (:class:`MixingPlugin`), so no range check (which reads the
+    labels' extremes) runs in the step.
+    """
+    t = torch.zeros(y.shape[0], num_classes, device=y.device)
+    t.scatter_(1, y.long().view(-1, 1), 1.0)
+    lam_b = lam.to(t).view(-1, 1)
+    return t, lam_b * t + (1.0 - lam_b) * t[partner]
 
 
 __all__ = ["GradMixPlugin"]
