@@ -6,17 +6,23 @@ buffer holds previous classes, then timed on the second experience in
 interleaved rounds: round r runs K iterations of every variant, in a shuffled
 order, so drifts of the machine hit all variants alike. The table gives the
 median iteration time per variant and the ratios GradMix/Mixup and
-GradMix/ER.
+GradMix/ER, in wall time and in the process's CPU time over the same
+iterations (on a machine shared with other jobs the CPU time does not count
+the time the process waited for a core, so its ratios vary less from run to
+run), and the load average at the start and the end.
 
     python benchmarks/gradmix_overhead.py --rounds 7 --iterations 20
 """
 
 from __future__ import annotations
 
+import os
 import statistics
+import time
 import warnings
 
 import torch
+from avalanche.core import SupervisedPlugin
 from avalanche.training import Naive
 from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
 
@@ -34,6 +40,29 @@ from avalanche_mixplugins.experiments.timing import (
     interleaved,
 )
 from avalanche_mixplugins.models import SmallCNN
+
+
+class CpuClock(SupervisedPlugin):
+    """The process's CPU time of the iterations ``timer`` records (put it
+    just before the timer, whose limit ends the experience)."""
+
+    def __init__(self, timer: IterationTimer):
+        super().__init__()
+        self.timer = timer
+        self.times: list[float] = []
+        self._t0 = 0.0
+
+    def before_training_iteration(self, strategy, **kwargs):
+        self._t0 = time.process_time()
+
+    def after_training_iteration(self, strategy, **kwargs):
+        if self.timer.record:
+            self.times.append(time.process_time() - self._t0)
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
 
 VARIANTS = {
     "ER": lambda: None,
@@ -63,11 +92,13 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     bench = split_mnist5k(n_experiences=5, seed=0)
-    strategies, timers = {}, {}
+    strategies, timers, clocks = {}, {}, {}
+    load_start = load_average()
     for name in args.variants:
         torch.manual_seed(0)
         model = SmallCNN(num_classes=10)
         timer = IterationTimer(record=False)
+        clock = CpuClock(timer)
         plugin = VARIANTS[name]()
         strategy = Naive(
             model=model,
@@ -78,6 +109,7 @@ def main(argv=None):
             plugins=[
                 ReplayPlugin(mem_size=args.mem_size),
                 *([plugin] if plugin else []),
+                clock,
                 timer,
             ],
             evaluator=EvaluationPlugin(loggers=[]),
@@ -86,22 +118,30 @@ def main(argv=None):
         timer.limit, timer.record = args.iterations, True
         strategy.train(bench.train_stream[1])  # warm-up round, discarded
         timer.times.clear()
-        strategies[name], timers[name] = strategy, timer
+        clock.times.clear()
+        strategies[name], timers[name], clocks[name] = strategy, timer, clock
     for _, name in interleaved(args.variants, args.rounds):
         strategies[name].train(bench.train_stream[1])
     med = {n: statistics.median(timers[n].times) for n in args.variants}
+    cpu = {n: statistics.median(clocks[n].times) for n in args.variants}
     print(
         f"threads={torch.get_num_threads()} batch={args.batch_size}+replay "
         f"rounds={args.rounds} iterations/round={args.iterations} device={args.device}"
     )
-    print("| variant | median ms/iter | iterations |")
-    print("| --- | ---: | ---: |")
+    print(f"load average (1, 5, 15 min): start {load_start}, end {load_average()}")
+    print("| variant | median ms/iter | median CPU ms/iter | iterations |")
+    print("| --- | ---: | ---: | ---: |")
     for n in args.variants:
-        print(f"| {n} | {1000 * med[n]:.2f} | {len(timers[n].times)} |")
+        print(
+            f"| {n} | {1000 * med[n]:.2f} | {1000 * cpu[n]:.2f} "
+            f"| {len(timers[n].times)} |"
+        )
     for g in ("ER+GradMix(last)", "ER+GradMix(full)"):
         if g in med and "ER+Mixup" in med and "ER" in med:
             print(
                 f"{g}: {med[g] / med['ER+Mixup']:.3f}x Mixup, {med[g] / med['ER']:.3f}x ER"
+                f" (CPU time: {cpu[g] / cpu['ER+Mixup']:.3f}x Mixup, "
+                f"{cpu[g] / cpu['ER']:.3f}x ER)"
             )
 
 
