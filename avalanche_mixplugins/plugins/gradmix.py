@@ -269,7 +269,7 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
     def before_training_exp(self, strategy: SupervisedTemplate, **kwargs):
         super().before_training_exp(strategy, **kwargs)
         self.policy.start_experience()
-        self._current_masks: dict[tuple, Tensor] = {}
+        self._current_masks = {}
         if self._capture is not None:
             self._capture.remove()
             self._capture = None
@@ -474,7 +474,8 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
         # what random-pair Mixup would train on: every sample with an
         # admissible partner under the pairing rule, whatever the scores say
         if self.policy.pairing == "all":
-            # any two distinct samples: all of them (a batch has >= 2 samples)
+            # any two distinct samples: every sample when there are two or
+            # more, and 1 otherwise (the clamp below)
             n = batch.is_buffer.shape[0]
             return torch.full((), float(max(n, 1)), device=batch.is_buffer.device)
         allowed = allowed_pairs(batch.is_buffer, self.policy.pairing)
