@@ -71,11 +71,18 @@ def last_layer_gradient_sum(
         ``G_sum / count``. Sums are returned so that they can be all-reduced.
     """
     check_head_features(h, logits, targets)
-    r = softmax_residual(logits, targets)
+    return _residual_gradient_sum(softmax_residual(logits, targets), h, weights)
+
+
+def _residual_gradient_sum(
+    r: Tensor, h: Tensor, weights: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`last_layer_gradient_sum` from the residuals ``r = softmax(z) - t``."""
     if weights is None:
         weights = torch.ones(r.shape[0], device=r.device)
-    r = r * weights.to(r.dtype).view(-1, 1)
-    return r.t() @ _f(h).to(r.dtype), r.sum(dim=0), weights.to(r.dtype).sum()
+    w = weights.to(r.dtype)
+    r = r * w.view(-1, 1)
+    return r.t() @ _f(h).to(r.dtype), r.sum(dim=0), w.sum()
 
 
 def last_layer_inner_products(
@@ -96,7 +103,15 @@ def last_layer_inner_products(
     :return: ``(N,)`` inner products.
     """
     check_head_features(h, logits, targets)
-    r = softmax_residual(logits, targets)
+    return _residual_inner_products(
+        softmax_residual(logits, targets), h, grad_w, grad_b
+    )
+
+
+def _residual_inner_products(
+    r: Tensor, h: Tensor, grad_w: Tensor, grad_b: Tensor | None
+) -> Tensor:
+    """:func:`last_layer_inner_products` from the residuals ``r = softmax(z) - t``."""
     ip = ((r @ grad_w.to(r.dtype)) * _f(h).to(r.dtype)).sum(dim=1)
     if grad_b is not None:
         ip = ip + r @ grad_b.to(r.dtype)
@@ -126,7 +141,15 @@ def last_layer_paired_inner_products(
     check_head_features(h_a, logits_a, targets_a)
     check_head_features(h_b, logits_b, targets_b)
     r_a = softmax_residual(logits_a, targets_a)
-    r_b = softmax_residual(logits_b, targets_b).to(r_a.dtype)
+    r_b = softmax_residual(logits_b, targets_b)
+    return _residual_paired_inner_products(r_a, h_a, r_b, h_b, bias=bias)
+
+
+def _residual_paired_inner_products(
+    r_a: Tensor, h_a: Tensor, r_b: Tensor, h_b: Tensor, *, bias: bool
+) -> Tensor:
+    """:func:`last_layer_paired_inner_products` from the residuals of both batches."""
+    r_b = r_b.to(r_a.dtype)
     hh = (_f(h_a).to(r_a.dtype) * _f(h_b).to(r_a.dtype)).sum(dim=1)
     if bias:
         hh = hh + 1.0
@@ -277,13 +300,17 @@ def last_layer_buffer_alignment(
     :return: ``(N,)`` scores, ``NaN`` where no other buffer sample is left.
     """
     masks = reference_sets(is_buffer, reference)
-    sums = [last_layer_gradient_sum(h, logits, targets, m) for m in masks]
+    check_head_features(h, logits, targets)
+    check_head_features(h_mix, logits_mix, targets_mix)
+    # each batch's residuals once (softmax is row-wise: r[partner] is the
+    # residual of the partners' rows)
+    r = softmax_residual(logits, targets)
+    r_mix = softmax_residual(logits_mix, targets_mix)
+    sums = [_residual_gradient_sum(r, h, m) for m in masks]
     if reduce is not None:
         reduce(*(t for s in sums for t in s))
     totals = [
-        last_layer_inner_products(
-            h_mix, logits_mix, targets_mix, g_w, g_b if bias else None
-        )
+        _residual_inner_products(r_mix, h_mix, g_w, g_b if bias else None)
         for g_w, g_b, _ in sums
     ]
     norms = None
@@ -292,13 +319,9 @@ def last_layer_buffer_alignment(
     if not leave_one_out:
         scores = [t / s[2].clamp_min(1.0) for t, s in zip(totals, sums)]
         return combine_references(scores, reference, norms)
-    own_a = last_layer_paired_inner_products(
-        h_mix, logits_mix, targets_mix, h, logits, targets, bias=bias
-    )
+    own_a = _residual_paired_inner_products(r_mix, h_mix, r, h, bias=bias)
     p = partner
-    own_b = last_layer_paired_inner_products(
-        h_mix, logits_mix, targets_mix, h[p], logits[p], targets[p], bias=bias
-    )
+    own_b = _residual_paired_inner_products(r_mix, h_mix, r[p], h[p], bias=bias)
     scores = [
         leave_one_out_mean(t, s[2], own_a, own_b, m, partner)
         for t, s, m in zip(totals, sums, masks)

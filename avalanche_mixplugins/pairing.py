@@ -205,6 +205,36 @@ class GradientPairs(PairPolicy):
         """``C x C``: pairs that received evidence in the current experience."""
         self.kind_scores = torch.zeros(3)
         self.kind_seen = torch.zeros(3, dtype=torch.bool)
+        self._cache: dict[str, tuple[tuple, object]] = {}
+
+    # -- derived matrices, computed once per state -------------------------------
+    def _state_key(self, names: tuple[str, ...], extra: tuple = ()) -> tuple:
+        """What the named attributes are now: each tensor's identity and its
+        in-place version counter, so that any assignment or in-place write
+        (``update``, ``grow``, ``load_state_dict``, a test setting a score)
+        changes the key. Inference tensors have no version counter: a fresh
+        object then makes the key differ from every earlier one."""
+        key = [self.kind_prior, self.min_evidence, self.fallback, *extra]
+        for name in names:
+            t = getattr(self, name)
+            if t is None:
+                key.append(None)
+            elif t.is_inference():
+                key.append(object())
+            else:
+                key.append((t, t._version))
+        return tuple(key)
+
+    def _cached(self, what: str, names: tuple[str, ...], compute, extra: tuple = ()):
+        """``compute()``, reused while the attributes in ``names`` (and the
+        values in ``extra``) are unchanged."""
+        key = self._state_key(names, extra)
+        hit = self._cache.get(what)
+        if hit is not None and _same_key(hit[0], key):
+            return hit[1]
+        value = compute()
+        self._cache[what] = (key, value)
+        return value
 
     # -- state -------------------------------------------------------------
     @property
@@ -239,10 +269,23 @@ class GradientPairs(PairPolicy):
         """Forget which pairs have evidence in the current experience."""
         self.fresh = torch.zeros_like(self.seen)
 
+    _EFFECTIVE_STATE = (
+        "scores",
+        "seen",
+        "fresh",
+        "kind_scores",
+        "kind_seen",
+        "current",
+    )
+
     def _kinds(self) -> Tensor | None:
         """``C x C`` long: number of current classes in each pair (0, 1 or 2)."""
         if not self.kind_prior or self.current is None:
             return None
+        extra = (self.num_classes, self.scores.device)
+        return self._cached("kinds", ("current",), self._compute_kinds, extra)
+
+    def _compute_kinds(self) -> Tensor:
         c = self.num_classes
         cur = torch.zeros(c, dtype=torch.long, device=self.scores.device)
         k = min(c, self.current.shape[0])
@@ -255,7 +298,14 @@ class GradientPairs(PairPolicy):
         With ``kind_prior``, a pair with no evidence in the current experience
         reads its kind's score; otherwise these are :attr:`scores` and
         :attr:`seen`.
+
+        The result is computed once and reused until one of the state tensors
+        it reads (scores, seen, fresh, kind scores, :attr:`current`) is
+        replaced or written in place.
         """
+        return self._cached("effective", self._EFFECTIVE_STATE, self._compute_effective)
+
+    def _compute_effective(self) -> tuple[Tensor, Tensor]:
         kinds = self._kinds()
         if kinds is None:
             return self.scores, self.seen
@@ -284,20 +334,50 @@ class GradientPairs(PairPolicy):
         self.kind_seen = self.kind_seen.clone().bool()
 
     # -- steps -------------------------------------------------------------
-    def _exempt_pairs(self, a: Tensor, b: Tensor) -> Tensor | None:
-        """Bool, broadcast of ``a`` and ``b``: both classes are exempt."""
+    def _exempt_classes_pairs(self) -> Tensor | None:
+        """``C x C`` bool (or ``None``): both classes of the pair are exempt."""
         if self.exempt is None:
             return None
-        ex = self.exempt.to(a.device)
-        return ex[a] & ex[b]
+        ex = self.exempt.to(self.scores.device)
+        return ex.view(-1, 1) & ex.view(1, -1)
+
+    def _blocked_classes(self) -> Tensor:
+        """``C' x C'`` bool: the class pair is known to be detrimental (seen, score
+        <= 0, not exempt); ``C'`` covers :attr:`exempt` when it is longer."""
+
+        def compute():
+            scores, seen = self.effective()
+            blocked = seen & (scores <= 0)
+            exempt = self._exempt_classes_pairs()
+            if exempt is None:
+                return blocked
+            blocked, exempt = _pad_common(blocked, exempt)
+            return blocked & ~exempt
+
+        return self._cached("blocked", (*self._EFFECTIVE_STATE, "exempt"), compute)
+
+    def _positive_classes(self) -> Tensor:
+        """``C' x C'`` bool: the class pair counts as helpful (seen, score > 0,
+        enough evidence, or exempt)."""
+
+        def compute():
+            scores, seen = self.effective()
+            positive = seen & (scores > 0)
+            if self.min_evidence > 1:
+                positive = positive & (self.steps >= self.min_evidence)
+            exempt = self._exempt_classes_pairs()
+            if exempt is None:
+                return positive
+            positive, exempt = _pad_common(positive, exempt)
+            return positive | exempt
+
+        return self._cached(
+            "positive", (*self._EFFECTIVE_STATE, "steps", "exempt"), compute
+        )
 
     def known_detrimental(self, y: Tensor) -> Tensor:
         """``(N, N)`` bool: the class pair of ``(i, j)`` has a score <= 0."""
-        scores, seen = self.effective()
-        s = scores[y][:, y]
-        blocked = seen[y][:, y] & (s <= 0)
-        exempt = self._exempt_pairs(y.view(-1, 1), y.view(1, -1))
-        return blocked if exempt is None else blocked & ~exempt
+        return self._blocked_classes()[y.view(-1, 1), y.view(1, -1)]
 
     def select(self, y, is_buffer, *, generator=None):
         allowed = allowed_pairs(is_buffer, self.pairing)
@@ -381,16 +461,10 @@ class GradientPairs(PairPolicy):
         ``operation`` is ignored (one score matrix for every operation).
         """
         del operation
-        same = y == y[partner]
-        scores, seen = self.effective()
-        positive = seen[y, y[partner]] & (scores[y, y[partner]] > 0)
-        if self.min_evidence > 1:
-            positive = positive & (self.steps[y, y[partner]] >= self.min_evidence)
-        exempt = self._exempt_pairs(y, y[partner])
-        if exempt is not None:
-            positive = positive | exempt
+        b = y[partner]
+        positive = self._positive_classes()[y, b]
         if self.fallback == "same_class":
-            return positive | same
+            return positive | (y == b)
         return positive
 
     def helpful_pairs(self) -> list[tuple[int, int, float]]:
@@ -426,6 +500,33 @@ def helpful_pair_fraction(scores: Tensor, seen: Tensor) -> float:
     if n == 0:
         return float("nan")
     return float((seen & (scores.detach().cpu() > 0)).sum()) / n
+
+
+def _same_key(a: tuple, b: tuple) -> bool:
+    """Two state keys (see ``GradientPairs._state_key``) describe the same state."""
+    if len(a) != len(b):
+        return False
+    for u, v in zip(a, b):
+        if isinstance(u, tuple) and isinstance(v, tuple):
+            if u[0] is not v[0] or u[1] != v[1]:
+                return False
+        elif u is not v and u != v:
+            return False
+    return True
+
+
+def _pad_common(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Two square bool matrices, zero-padded to the larger size."""
+    n = max(a.shape[0], b.shape[0])
+
+    def pad(t):
+        if t.shape[0] == n:
+            return t
+        out = torch.zeros(n, n, dtype=t.dtype, device=t.device)
+        out[: t.shape[0], : t.shape[0]] = t
+        return out
+
+    return pad(a), pad(b)
 
 
 __all__ = [

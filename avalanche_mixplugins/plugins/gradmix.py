@@ -18,7 +18,6 @@ from avalanche_mixplugins.gradients import (
     last_layer_buffer_alignment,
     per_sample_gradients,
 )
-from avalanche_mixplugins.mixing import mix_targets, one_hot
 from avalanche_mixplugins.operation_pairs import OperationPairs
 from avalanche_mixplugins.pairing import (
     BUFFER_PAIRINGS,
@@ -260,6 +259,7 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
         self.last_inner: Tensor | None = None
         self._buffer_steps: Tensor | int = 0
         self._warned_no_buffer = False
+        self._current_masks: dict[tuple, Tensor] = {}
 
     # -- callbacks -----------------------------------------------------------------
     def before_training(self, strategy: SupervisedTemplate, **kwargs):
@@ -269,6 +269,7 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
     def before_training_exp(self, strategy: SupervisedTemplate, **kwargs):
         super().before_training_exp(strategy, **kwargs)
         self.policy.start_experience()
+        self._current_masks = {}
         if self._capture is not None:
             self._capture.remove()
             self._capture = None
@@ -327,30 +328,41 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
             return draw_partners(allowed, generator=self._generator_for(y.device))
         n_labels = max(self._seen_classes | set(self._current_classes)) + 1
         self.policy.grow(n_labels, device=y.device)
-        self.policy.exempt = self._exempt_classes(strategy, n_labels, y.device)
-        self._mark_current(n_labels, y.device)
+        self.policy.exempt = self._exempt_classes(strategy, y.device)
+        self._mark_current(y.device)
         return super().select_pairs(strategy, y, is_buffer)
 
-    def _mark_current(self, n_labels: int, device) -> None:
+    def _current_mask(self, role: str, device) -> Tensor:
+        """Bool ``(C,)`` of the current classes over the policy's ``C`` classes.
+
+        Built once per experience, size and device (``role`` keeps the
+        policy's ``current`` and ``exempt`` distinct tensors): handing the
+        policy the same tensor every step lets it reuse what it derived from
+        it (:meth:`GradientPairs.effective`) instead of recomputing it.
+        """
+        n = self.policy.num_classes
+        key = (role, n, torch.device(device))
+        mask = self._current_masks.get(key)
+        if mask is None:
+            mask = torch.zeros(n, dtype=torch.bool, device=device)
+            mask[self._current.to(device)] = True
+            self._current_masks[key] = mask
+        return mask
+
+    def _mark_current(self, device) -> None:
         """Tell the policy the current classes (the kinds of the pairs)."""
-        current = torch.zeros(n_labels, dtype=torch.bool, device=device)
-        current[self._current.to(device)] = True
-        self.policy.current = current
+        self.policy.current = self._current_mask("current", device)
 
     def _filters_current(self, strategy: SupervisedTemplate) -> bool:
         if self.filter_current is not None:
             return self.filter_current
         return not self._asymmetric(strategy)
 
-    def _exempt_classes(
-        self, strategy: SupervisedTemplate, n_labels: int, device
-    ) -> Tensor | None:
+    def _exempt_classes(self, strategy: SupervisedTemplate, device) -> Tensor | None:
         """Bool ``(C,)`` of the current classes when their mutual mixes skip the filter."""
         if self._filters_current(strategy):
             return None
-        exempt = torch.zeros(n_labels, dtype=torch.bool, device=device)
-        exempt[self._current.to(device)] = True
-        return exempt
+        return self._current_mask("exempt", device)
 
     def _pool_features(
         self, strategy: SupervisedTemplate, batch: MixingStepBatch
@@ -373,6 +385,8 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
                 avalanche_forward(strategy.model, batch.x, batch.t)
             h, z = self._capture.lookup(batch.x)
             return h, z
+        if len(found) == 1:
+            return found[0]
         h = torch.cat([f[0] for f in found])
         z = torch.cat([f[1] for f in found])
         return h, z
@@ -393,8 +407,7 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
         """
         c = batch.logits.shape[1]
         # labels were validated once this experience (MixingPlugin): no sync here
-        targets = one_hot(batch.y, c, check=False)
-        targets_mix = mix_targets(batch.y, batch.partner, batch.lam, c, check=False)
+        targets, targets_mix = _step_targets(batch.y, batch.partner, batch.lam, c)
         if self.grad_space == "last":
             h, z = self._pool_features(strategy, batch)
             found = self._capture.lookup(batch.x_mix)
@@ -437,11 +450,12 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
         if not self._has_previous:
             return batch.active.float()
         self.policy.grow(batch.logits.shape[1], device=batch.y.device)
-        self._mark_current(batch.logits.shape[1], batch.y.device)
+        self._mark_current(batch.y.device)
         inner = self.pair_inner_products(strategy, batch)
         has_buffer = batch.is_buffer.any()
         self._buffer_steps = self._buffer_steps + has_buffer.long()
-        valid = batch.active & has_buffer & torch.isfinite(inner)
+        # batch_pair_sums leaves out non-finite inner products itself
+        valid = batch.active & has_buffer
         op = batch.operation
         sums, counts = self.policy.batch_pair_sums(
             batch.y, batch.partner, inner, valid, operation=op
@@ -459,6 +473,11 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
             return super().loss_denominator(batch, weights)
         # what random-pair Mixup would train on: every sample with an
         # admissible partner under the pairing rule, whatever the scores say
+        if self.policy.pairing == "all":
+            # any two distinct samples: every sample when there are two or
+            # more, and 1 otherwise (the clamp below)
+            n = batch.is_buffer.shape[0]
+            return torch.full((), float(max(n, 1)), device=batch.is_buffer.device)
         allowed = allowed_pairs(batch.is_buffer, self.policy.pairing)
         return allowed.any(dim=1).float().sum().clamp_min(1.0)
 
@@ -470,6 +489,23 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.history = list(state.get("history", []))
+
+
+def _step_targets(
+    y: Tensor, partner: Tensor, lam: Tensor, num_classes: int
+) -> tuple[Tensor, Tensor]:
+    """One-hot targets of the pool and the candidates' soft targets.
+
+    The same values as :func:`~avalanche_mixplugins.mixing.one_hot` and
+    :func:`~avalanche_mixplugins.mixing.mix_targets` (``lam * e_y + (1 - lam)
+    * e_partner``), from one scatter: the labels were validated once this
+    experience (:class:`MixingPlugin`), so no range check (which reads the
+    labels' extremes) runs in the step.
+    """
+    t = torch.zeros(y.shape[0], num_classes, device=y.device)
+    t.scatter_(1, y.long().view(-1, 1), 1.0)
+    lam_b = lam.to(t).view(-1, 1)
+    return t, lam_b * t + (1.0 - lam_b) * t[partner]
 
 
 __all__ = ["GradMixPlugin"]
