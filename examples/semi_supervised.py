@@ -154,7 +154,11 @@ def run(args, seed, data):
             x_tr[lab], y_tr[lab], x_ev, y_ev, n_experiences=n_exp, seed=seed
         )
     except ValueError as exc:
-        raise UsageError(f"--n-experiences {n_exp}: {exc}") from None
+        # the library's message, in the command line's spelling
+        message = str(exc).replace("n_experiences=", "--n-experiences ")
+        raise UsageError(
+            message.replace(" n_experiences ", " --n-experiences ")
+        ) from None
     if n_exp == 1:
         unlabeled = TensorDataset(x_tr[pool_idx])
         truth = y_tr[pool_idx]
