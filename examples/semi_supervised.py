@@ -312,6 +312,15 @@ def _acc_key(j: int) -> str:
     return f"Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp{j:03d}"
 
 
+def average_forgetting(rows: list[list[float]]) -> float:
+    """Mean over the experiences before the last of the drop from their best
+    accuracy before the last experience to their final accuracy
+    (``rows[i][j]``: accuracy on ``j`` after training ``i``, ``j <= i``)."""
+    final = rows[-1]
+    drops = [max(r[j] for r in rows[j:-1]) - final[j] for j in range(len(rows) - 1)]
+    return statistics.mean(drops) if drops else 0.0
+
+
 def train_stream(strategy, bench) -> tuple[float, dict, dict]:
     """Train on every experience; after each, evaluate on the test
     experiences seen so far.
@@ -348,17 +357,13 @@ def train_stream(strategy, bench) -> tuple[float, dict, dict]:
                 "brier": calib.get("Brier_Stream"),
             }
         )
-    final = rows[-1]
-    forgetting = [
-        max(r[j] for r in rows[j:-1]) - final[j] for j in range(len(rows) - 1)
-    ]
     continual = {
         "n_experiences": len(rows),
         "evaluated_on": "test classes seen so far",
         "class_order": list(bench.classes_order),
         "accuracy_matrix": rows,
         "experiences": per_exp,
-        "average_forgetting": statistics.mean(forgetting) if forgetting else 0.0,
+        "average_forgetting": average_forgetting(rows),
     }
     return train_time, last, continual
 

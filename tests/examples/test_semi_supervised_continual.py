@@ -198,3 +198,13 @@ def test_bad_stream_options_are_one_line_errors(
     (line,) = [x for x in err.splitlines() if ": error: " in x]
     assert expected in line, line
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_average_forgetting_by_hand(script):
+    forgetting = script("examples/semi_supervised.py").average_forgetting
+    rows = [[0.9], [0.5, 0.8], [0.6, 0.7, 0.95]]
+    # experience 0: best 0.9 before the last, final 0.6; experience 1: 0.8 -> 0.7
+    assert forgetting(rows) == pytest.approx((0.3 + 0.1) / 2)
+    # a final accuracy above every earlier one is a negative drop, not zero
+    assert forgetting([[0.4], [0.7, 0.9]]) == pytest.approx(-0.3)
+    assert forgetting([[0.7]]) == 0.0
