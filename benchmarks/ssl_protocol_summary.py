@@ -9,7 +9,11 @@ Reads the JSON files of the runs and prints Markdown tables:
   against the base algorithm of the same seed (same labeled subset, same
   unlabeled pool, same initialisation);
 * the APM updates per unlabeled sample after the warm-up, and the split
-  diagnostics of the CalibrateMix runs.
+  diagnostics of the CalibrateMix runs;
+* class-incremental streams (``--n-experiences``): per method and
+  experience, mean +- std over seeds of the accuracy and ECE on the test
+  classes seen so far, the accuracy on the experience's own classes, and
+  the per-seed change against the base algorithm; the average forgetting.
 
     python benchmarks/ssl_protocol_summary.py RUNS/select/*.json RUNS/test/*.json
 
@@ -65,6 +69,7 @@ def _from_record(line: dict) -> dict:
         "calibration": {"ECE_Stream": m["ece15"], "ECE10_Stream": m["ece10"]},
         "temperature_scaling": m.get("temperature_scaling"),
         "calibratemix": cm,
+        "continual": line.get("continual"),
     }
 
 
@@ -206,6 +211,83 @@ def _temperature_table(runs) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _continual_tables(runs) -> str:
+    """Class-incremental runs: accuracy and ECE (15 bins) on the test classes
+    seen after each experience, mean +- sample std over seeds, and the change
+    against the base algorithm of the same seed (same class order, labels,
+    unlabeled pool and initialisation)."""
+    group = [r for r in runs if r.get("continual")]
+    if not group:
+        return ""
+    base = {
+        (r["_split"], r["_base"], r["seed"]): r
+        for r in group
+        if r["method"] == r["_base"]
+    }
+    by_method = defaultdict(list)
+    for r in group:
+        by_method[(r["_split"], r["_base"], r["method"])].append(r)
+    rows = [
+        "### Class-incremental stream: after each experience\n",
+        "Accuracy and ECE (15 bins) on the test images of the classes seen so "
+        "far, after training each experience; own classes: accuracy on the "
+        "test images of the experience just trained; changes: paired per seed "
+        "against the base algorithm (ECE relative, accuracy in points); mean ± "
+        "sample std over seeds.\n",
+        "| split | method | after experience | classes seen | seeds | accuracy "
+        "| ECE (15) | accuracy, own classes | ECE change | accuracy change (points) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    summary = [
+        "Whole stream (final: after the last experience, all classes):\n",
+        "| split | method | seeds | final accuracy | final ECE (15) "
+        "| average forgetting | mean accuracy, own classes |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def spread(values, fmt):
+        if len(values) == 1:
+            return fmt.format(values[0])
+        sd = fmt.format(statistics.stdev(values)).lstrip("+")
+        return f"{fmt.format(statistics.mean(values))} ± {sd}"
+
+    for (split, algo, method), rs in sorted(by_method.items()):
+        rs = sorted(rs, key=lambda r: r["seed"])
+        n_exp = min(r["continual"]["n_experiences"] for r in rs)
+        for i in range(n_exp):
+            exps = [r["continual"]["experiences"][i] for r in rs]
+            own = [r["continual"]["accuracy_matrix"][i][i] for r in rs]
+            d_ece, d_acc = [], []
+            for r, e in zip(rs, exps):
+                b = base.get((split, algo, r["seed"]))
+                if b is None or b is r:
+                    continue
+                be = b["continual"]["experiences"][i]
+                d_ece.append(e["ece15"] / be["ece15"] - 1)
+                d_acc.append(100 * (e["accuracy"] - be["accuracy"]))
+            rows.append(
+                f"| {split} | {method} | {i + 1} | {len(exps[0]['seen_classes'])} "
+                f"| {len(rs)} | {_ms([e['accuracy'] for e in exps])} "
+                f"| {_ms([e['ece15'] for e in exps])} | {_ms(own)} "
+                f"| {spread([100 * d for d in d_ece], '{:+.1f}%') if d_ece else ''} "
+                f"| {spread(d_acc, '{:+.2f}') if d_acc else ''} |"
+            )
+        own_mean = [
+            statistics.mean(
+                r["continual"]["accuracy_matrix"][i][i] for i in range(n_exp)
+            )
+            for r in rs
+        ]
+        summary.append(
+            f"| {split} | {method} | {len(rs)} "
+            f"| {_ms([r['continual']['experiences'][-1]['accuracy'] for r in rs])} "
+            f"| {_ms([r['continual']['experiences'][-1]['ece15'] for r in rs])} "
+            f"| {_ms([r['continual']['average_forgetting'] for r in rs])} "
+            f"| {_ms(own_mean)} |"
+        )
+    return "\n".join(rows) + "\n\n" + "\n".join(summary) + "\n"
+
+
 def regenerate(doc: str | Path, *, check: bool = False) -> bool:
     """Rebuild the marked table blocks of ``doc``; return True if it changed
     (with ``check``, the file is left as it is)."""
@@ -275,6 +357,9 @@ def tables(runs, *, per_run: bool = False) -> str:
     ts = _temperature_table(runs)
     if ts:
         out.append(ts)
+    stream = _continual_tables(runs)
+    if stream:
+        out.append(stream)
     cms = [r for r in runs if r.get("calibratemix")]
     if cms and per_run:
         out.append("### CalibrateMix runs: APM updates and split diagnostics\n")

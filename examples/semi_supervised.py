@@ -28,6 +28,19 @@ warm-up, 2^20 iterations; a GPU and the dataset files)::
 ``--val-size N`` carves N images from the training split (never labeled,
 never in the unlabeled pool) and ``--eval-on val`` evaluates on them, for
 choosing hyper-parameters without looking at the test split.
+
+``--n-experiences N`` (N > 1) trains a class-incremental stream instead:
+the classes are split into N experiences of ``C / N`` classes (order drawn
+from the seed), each with the labeled samples of its classes (the same
+number per class) and, as its unlabeled data, the images of the unlabeled
+pool whose classes it holds; ``--iterations`` is then the budget of every
+experience (learning-rate decay, EMA warm-up window and CalibrateMix
+warm-up restart with each). After each experience the model is evaluated
+on the test images of the classes seen so far; the result records the
+accuracy matrix and the accuracy and ECE after every experience::
+
+    python examples/semi_supervised.py --n-experiences 5 --iterations 350 \
+        --labels 40 --unlabeled 4000 --calibratemix fast --threads 1
 """
 
 from __future__ import annotations
@@ -106,12 +119,15 @@ def names(args, n_labels: int, seed: int) -> tuple[str, str, str]:
     if args.tag:
         method += f"+{args.tag}"
     setting = f"{args.dataset} labels={n_labels} iters={args.iterations}"
+    if args.n_experiences > 1:
+        setting += f" experiences={args.n_experiences}"
     if args.unlabeled:
         setting += f" unlabeled={args.unlabeled}"
     if args.eval_on == "val":
         setting += " eval=val"
     tag = _slug(
         f"{args.dataset}_l{n_labels}_{method}_it{args.iterations}"
+        f"{f'_e{args.n_experiences}' if args.n_experiences > 1 else ''}"
         f"{'_val' if args.eval_on == 'val' else ''}_s{seed}"
     )
     return method, setting, tag
@@ -132,10 +148,25 @@ def run(args, seed, data):
         x_ev, y_ev = x_tr[val], y_tr[val]
     else:
         x_ev, y_ev = x_te, y_te
-    bench = class_incremental_from_tensors(
-        x_tr[lab], y_tr[lab], x_ev, y_ev, n_experiences=1, seed=seed
-    )
-    unlabeled = TensorDataset(x_tr[pool_idx])
+    n_exp = args.n_experiences
+    try:
+        bench = class_incremental_from_tensors(
+            x_tr[lab], y_tr[lab], x_ev, y_ev, n_experiences=n_exp, seed=seed
+        )
+    except ValueError as exc:
+        # the library's message, in the command line's spelling
+        message = str(exc).replace("n_experiences=", "--n-experiences ")
+        raise UsageError(
+            message.replace(" n_experiences ", " --n-experiences ")
+        ) from None
+    if n_exp == 1:
+        unlabeled = TensorDataset(x_tr[pool_idx])
+        truth = y_tr[pool_idx]
+    else:
+        # each experience's share of the pool: the images of its classes
+        shares = unlabeled_shares(y_tr, pool_idx, bench)
+        unlabeled = [TensorDataset(x_tr[idx]) for idx in shares]
+        truth = [y_tr[idx] for idx in shares]
     in_chans, size = x_tr.shape[1], x_tr.shape[-1]
     backbone = model_name(args, in_chans)
     try:
@@ -155,7 +186,7 @@ def run(args, seed, data):
 
     loggers = make_loggers(args, out, tag)
     evaluator = EvaluationPlugin(
-        accuracy_metrics(stream=True),
+        accuracy_metrics(experience=n_exp > 1, stream=True),
         calibration_metrics(experience=False, stream=True, n_bins=15),
         loggers=loggers,
     )
@@ -169,7 +200,7 @@ def run(args, seed, data):
     cm = calibratemix_from_args(args, seed)
     if cm is not None:
         plugins.insert(0, cm)
-    monitor = PseudoLabelMonitor(y_tr[pool_idx], cm)
+    monitor = PseudoLabelMonitor(truth, cm)
     plugins.append(monitor)
     strategy = ssl_ext.SemiSupervisedStrategy(
         model=model,
@@ -189,9 +220,13 @@ def run(args, seed, data):
         evaluator=evaluator,
     )
     start = time.perf_counter()
-    strategy.train(bench.train_stream[0])
-    train_time = time.perf_counter() - start
-    last = strategy.eval(bench.test_stream)
+    if n_exp == 1:
+        strategy.train(bench.train_stream[0])
+        train_time = time.perf_counter() - start
+        last = strategy.eval(bench.test_stream)
+        continual = None
+    else:
+        train_time, last, continual = train_stream(strategy, bench)
     wall = time.perf_counter() - start
     close_loggers(loggers)  # flush the CSV and TensorBoard files
 
@@ -225,6 +260,14 @@ def run(args, seed, data):
     result["near_chance"] = near_chance
     if cm is not None:
         result["calibratemix"] = calibratemix_summary(cm)
+    if continual is not None:
+        continual["labeled_per_experience"] = [
+            len(exp.dataset) for exp in bench.train_stream
+        ]
+        continual["unlabeled_per_experience"] = [len(d) for d in unlabeled]
+        if cm is not None:
+            continual["calibratemix_per_experience"] = list(cm.history)
+        result["continual"] = continual
     result["diagnostics"] = monitor.summary()
     # post-hoc temperature scaling of the evaluated model, fitted on the
     # labeled samples and on a held-out labeled split of the validation images
@@ -255,6 +298,76 @@ def run(args, seed, data):
     return result
 
 
+def unlabeled_shares(y_tr, pool_idx, bench) -> list:
+    """Per experience, the indices of the unlabeled pool whose (true) class is
+    one of the experience's classes."""
+    pool_y = y_tr[pool_idx]
+    return [
+        pool_idx[torch.isin(pool_y, torch.as_tensor(exp.classes_in_this_experience))]
+        for exp in bench.train_stream
+    ]
+
+
+def _acc_key(j: int) -> str:
+    return f"Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp{j:03d}"
+
+
+def average_forgetting(rows: list[list[float]]) -> float:
+    """Mean over the experiences before the last of the drop from their best
+    accuracy before the last experience to their final accuracy
+    (``rows[i][j]``: accuracy on ``j`` after training ``i``, ``j <= i``)."""
+    final = rows[-1]
+    drops = [max(r[j] for r in rows[j:-1]) - final[j] for j in range(len(rows) - 1)]
+    return statistics.mean(drops) if drops else 0.0
+
+
+def train_stream(strategy, bench) -> tuple[float, dict, dict]:
+    """Train on every experience; after each, evaluate on the test
+    experiences seen so far.
+
+    :return: the training time, the last evaluation's metrics, and the
+        ``continual`` record: ``accuracy_matrix[i][j]`` is the accuracy on
+        test experience ``j <= i`` after training experience ``i``;
+        ``experiences[i]`` the accuracy and ECE (15 bins) on the test images
+        of all classes seen after experience ``i``.
+    """
+    train_time, rows, per_exp = 0.0, [], []
+    seen: list[int] = []
+    for i, exp in enumerate(bench.train_stream):
+        start = time.perf_counter()
+        strategy.train(exp)
+        train_time += time.perf_counter() - start
+        seen += sorted(exp.classes_in_this_experience)
+        tested = bench.test_stream[: i + 1]
+        last = strategy.eval(tested)
+        rows.append([float(last[_acc_key(j)]) for j in range(i + 1)])
+        calib = calibration_results(last)
+        per_exp.append(
+            {
+                "experience": i,
+                "classes": sorted(exp.classes_in_this_experience),
+                "seen_classes": sorted(seen),
+                "n_test": sum(len(e.dataset) for e in tested),
+                "accuracy": float(
+                    last["Top1_Acc_Stream/eval_phase/test_stream/Task000"]
+                ),
+                "ece15": calib.get("ECE_Stream"),
+                "mce15": calib.get("MCE_Stream"),
+                "nll": calib.get("NLL_Stream"),
+                "brier": calib.get("Brier_Stream"),
+            }
+        )
+    continual = {
+        "n_experiences": len(rows),
+        "evaluated_on": "test classes seen so far",
+        "class_order": list(bench.classes_order),
+        "accuracy_matrix": rows,
+        "experiences": per_exp,
+        "average_forgetting": average_forgetting(rows),
+    }
+    return train_time, last, continual
+
+
 def model_name(args, in_chans: int) -> str:
     """``--model``, or its default for the images' channels."""
     return args.model or ("wrn28_2" if in_chans == 3 else "small_cnn")
@@ -270,9 +383,14 @@ def data_source(args) -> str:
 
 def run_header(args) -> str:
     """The settings that decide run time and results, printed before a run."""
+    stream = (
+        f"{args.n_experiences} experiences x {args.iterations} iterations"
+        if args.n_experiences > 1
+        else f"{args.iterations} iterations"
+    )
     return (
         f"semi_supervised: {args.dataset}, {args.algorithm}, calibratemix "
-        f"{args.calibratemix}, {args.iterations} iterations, batch {args.batch_size}, "
+        f"{args.calibratemix}, {stream}, batch {args.batch_size}, "
         f"mu {args.mu}, model {args.model or 'default'}, "
         f"seeds {' '.join(map(str, args.seeds))}\n"
         f"device {args.device}, torch threads {torch.get_num_threads()} "
@@ -324,7 +442,17 @@ def parser():
         "--iterations",
         type=int,
         default=1000,
-        help="training iterations (the paper: 2^20) (default: %(default)s)",
+        help="training iterations (the paper: 2^20); per experience with "
+        "--n-experiences (default: %(default)s)",
+    )
+    p.add_argument(
+        "--n-experiences",
+        type=int,
+        default=1,
+        help="class-incremental stream of this many experiences (it must divide "
+        "the classes; each gets its classes' labeled samples and unlabeled "
+        "images, and is evaluated on the test classes seen so far); 1: one "
+        "experience of all classes (default: %(default)s)",
     )
     add_ssl_batch_options(p)
     p.add_argument(
@@ -408,7 +536,14 @@ def parse_args(argv=None):
 def main(argv=None):
     p = parser()
     args = parse_args(argv)
-    for name in ("labels_per_class", "iterations", "threads", "batch_size", "mu"):
+    for name in (
+        "labels_per_class",
+        "iterations",
+        "threads",
+        "batch_size",
+        "mu",
+        "n_experiences",
+    ):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             p.error(

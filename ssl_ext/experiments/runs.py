@@ -210,13 +210,19 @@ class PseudoLabelMonitor(SupervisedPlugin):
     pseudo-label accuracy of the unlabeled samples its median split calls
     easy and hard (does the APM separate right from wrong pseudo-labels?).
 
-    :param truth: true labels of the unlabeled dataset, by index.
+    :param truth: true labels of the unlabeled dataset, by index; or one
+        such tensor per experience (indexed by ``current_experience``), for a
+        stream with an unlabeled dataset per experience.
     :param calibratemix: the run's :class:`CalibrateMixPlugin`, if any.
     """
 
     NAMES = ("pseudo_label_accuracy", "mean_weight", "easy_accuracy", "hard_accuracy")
 
-    def __init__(self, truth: Tensor, calibratemix: CalibrateMixPlugin | None = None):
+    def __init__(
+        self,
+        truth: Tensor | list[Tensor],
+        calibratemix: CalibrateMixPlugin | None = None,
+    ):
         super().__init__()
         self.truth = truth
         self.cm = calibratemix
@@ -224,7 +230,10 @@ class PseudoLabelMonitor(SupervisedPlugin):
 
     def before_backward(self, strategy, **kwargs):
         idx = strategy.mb_ulb_index
-        right = (strategy.mb_pseudo_labels == self.truth.to(idx.device)[idx]).float()
+        truth = self.truth
+        if not isinstance(truth, Tensor):
+            truth = truth[strategy.experience.current_experience]
+        right = (strategy.mb_pseudo_labels == truth.to(idx.device)[idx]).float()
         easy_acc = hard_acc = float("nan")
         cm = self.cm
         if cm is not None and cm.mixed is not None:
@@ -398,7 +407,7 @@ def run_record(result: dict, *, git: dict | None = None) -> dict:
     }
     if result.get("temperature_scaling") is not None:
         metrics["temperature_scaling"] = result["temperature_scaling"]
-    return {
+    record = {
         "schema": SCHEMA,
         "kind": "semi_supervised",
         "method": result["method"],
@@ -434,6 +443,11 @@ def run_record(result: dict, *, git: dict | None = None) -> dict:
             "per_iteration_s": result.get("time_per_iteration_s"),
         },
     }
+    if result.get("continual") is not None:
+        # a class-incremental stream: accuracy matrix, accuracy and ECE after
+        # every experience (on the test classes seen so far)
+        record["continual"] = result["continual"]
+    return record
 
 
 def append_record(path: str | Path, record: dict) -> None:
