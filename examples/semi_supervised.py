@@ -34,8 +34,9 @@ the classes are split into N experiences of ``C / N`` classes (order drawn
 from the seed), each with the labeled samples of its classes (the same
 number per class) and, as its unlabeled data, the images of the unlabeled
 pool whose classes it holds; ``--iterations`` is then the budget of every
-experience (learning-rate decay, EMA warm-up window and CalibrateMix
-warm-up restart with each). After each experience the model is evaluated
+experience (the learning-rate decay and the CalibrateMix warm-up restart
+with each; the EMA teacher runs over the whole stream). After each
+experience the model is evaluated
 on the test images of the classes seen so far; the result records the
 accuracy matrix and the accuracy and ECE after every experience::
 
