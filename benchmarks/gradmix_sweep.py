@@ -40,13 +40,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cl_runs import AUGS, DATASETS, STRATEGIES, RunConfig, run  # noqa: E402
 
-STD_DDOF = 0
+from avalanche_mixplugins.experiments.runs import SEED_STD_DDOF, seed_std  # noqa: E402
+
+STD_DDOF = SEED_STD_DDOF
 """Degrees of freedom of every std printed: 0, the population std over seeds."""
 
 
 def std(values) -> float:
     """Population std (``ddof=0``) of ``values``, the one convention of the tables."""
-    return float(np.std(np.asarray(values, dtype=float), ddof=STD_DDOF))
+    return seed_std(values)
 
 
 def _key(cfg: dict) -> str:

@@ -32,7 +32,7 @@ from avalanche_mixplugins.experiments.plots import (
     pair_score_heatmap,
     reliability_diagrams_side_by_side,
 )
-from avalanche_mixplugins.experiments.runs import script_parser
+from avalanche_mixplugins.experiments.runs import script_parser, seed_std
 
 COLUMNS = [
     ("final_average_accuracy", "accuracy"),
@@ -86,7 +86,7 @@ def _cell(values: list[float]) -> str:
     mean = float(np.mean(values))
     if len(values) == 1:
         return f"{mean:.4f}"
-    return f"{mean:.4f} ± {float(np.std(values, ddof=1)):.4f}"
+    return f"{mean:.4f} ± {seed_std(values):.4f}"
 
 
 def _counts(values: list) -> str:

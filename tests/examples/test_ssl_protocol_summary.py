@@ -46,10 +46,11 @@ def test_paired_table_by_hand(tmp_path, summary):
         line for line in text.splitlines() if line.startswith("| fixmatch+cm | 5 | -")
     )
     cells = [c.strip() for c in row.strip("|").split("|")]
-    # ECE: mean of -40, -20, -35, -45, -50 and its sample std (sqrt(530 / 4))
-    assert cells[2] == "-38.0% ± 11.5"
-    # accuracy: mean -1.7 / 5, sample std sqrt(6.432 / 4)
-    assert cells[3] == "-0.34 ± 1.27"
+    # ECE: mean of -40, -20, -35, -45, -50 and its population std
+    # (sqrt(530 / 5), the convention of every table)
+    assert cells[2] == "-38.0% ± 10.3"
+    # accuracy: mean -1.7 / 5, population std sqrt(6.432 / 5)
+    assert cells[3] == "-0.34 ± 1.13"
     assert cells[4] == "2 of 5"
 
 

@@ -62,18 +62,18 @@ def test_stream_tables_hold_the_numbers_of_the_lines(tmp_path):
         ]  # fmt: skip
         row = (
             f"| test | {method} | {i + 1} | {2 * (i + 1)} | 2 "
-            f"| {statistics.mean(acc):.4f} ± {statistics.stdev(acc):.4f} "
-            f"| {statistics.mean(ece):.4f} ± {statistics.stdev(ece):.4f} "
-            f"| {statistics.mean(own):.4f} ± {statistics.stdev(own):.4f} "
-            f"| {statistics.mean(d_ece):+.1f}% ± {statistics.stdev(d_ece):.1f}% "
-            f"| {statistics.mean(d_acc):+.2f} ± {statistics.stdev(d_acc):.2f} |"
+            f"| {statistics.mean(acc):.4f} ± {statistics.pstdev(acc):.4f} "
+            f"| {statistics.mean(ece):.4f} ± {statistics.pstdev(ece):.4f} "
+            f"| {statistics.mean(own):.4f} ± {statistics.pstdev(own):.4f} "
+            f"| {statistics.mean(d_ece):+.1f}% ± {statistics.pstdev(d_ece):.1f}% "
+            f"| {statistics.mean(d_acc):+.2f} ± {statistics.pstdev(d_acc):.2f} |"
         )
         assert row in text, row
     forgetting = [x["continual"]["average_forgetting"] for x in fast]
     final_ece = [x["metrics"]["ece15"] for x in fast]
     assert (
-        f"| {statistics.mean(final_ece):.4f} ± {statistics.stdev(final_ece):.4f} "
-        f"| {statistics.mean(forgetting):.4f} ± {statistics.stdev(forgetting):.4f} |"
+        f"| {statistics.mean(final_ece):.4f} ± {statistics.pstdev(final_ece):.4f} "
+        f"| {statistics.mean(forgetting):.4f} ± {statistics.pstdev(forgetting):.4f} |"
     ) in text
     # the base rows carry no change against themselves
     assert f"| test | {base[0]['method']} | 5 | 10 | 2 |" in text

@@ -41,8 +41,8 @@ def test_regenerated_block_holds_the_numbers_of_the_lines(tmp_path):
         assert f"s{x['seed']} {100 * changes[-1]:+.1f}%" in text
     row = (
         f"| {cm[0]['method']} | 2 | {100 * statistics.mean(changes):+.1f}% ± "
-        f"{100 * statistics.stdev(changes):.1f} | {statistics.mean(dacc):+.2f} ± "
-        f"{statistics.stdev(dacc):.2f} |"
+        f"{100 * statistics.pstdev(changes):.1f} | {statistics.mean(dacc):+.2f} ± "
+        f"{statistics.pstdev(dacc):.2f} |"
     )
     assert row in text
     assert summary.regenerate(doc, check=True) is False  # now up to date
