@@ -212,6 +212,22 @@ def mix_targets(
     return lam_b * t + (1.0 - lam_b) * t[partner]
 
 
+def one_hot_and_mix_targets(
+    y: Tensor, partner: Tensor, lam: Tensor, num_classes: int
+) -> tuple[Tensor, Tensor]:
+    """One-hot targets of the samples and the candidates' soft targets.
+
+    The same values as :func:`one_hot` and :func:`mix_targets` (``lam * e_y +
+    (1 - lam) * e_partner``), from one scatter and without a range check
+    (which reads the labels' extremes): for a training step whose labels were
+    validated before (the plugins check them once per experience).
+    """
+    t = torch.zeros(y.shape[0], num_classes, device=y.device)
+    t.scatter_(1, y.long().view(-1, 1), 1.0)
+    lam_b = lam.to(t).view(-1, 1)
+    return t, lam_b * t + (1.0 - lam_b) * t[partner]
+
+
 def mixed_cross_entropy(
     logits: Tensor,
     y: Tensor,
@@ -369,5 +385,6 @@ __all__ = [
     "mix_targets",
     "mixed_cross_entropy",
     "one_hot",
+    "one_hot_and_mix_targets",
     "sample_lambda",
 ]

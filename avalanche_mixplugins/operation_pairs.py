@@ -33,6 +33,7 @@ from avalanche_mixplugins.pairing import (
     allowed_pairs,
     helpful_class_pairs,
     helpful_pair_fraction,
+    same_class_partners,
 )
 
 
@@ -191,13 +192,9 @@ class OperationPairs(PairPolicy):
             weights.append(allowed & ~blocked)
         weights = torch.stack(weights)
         if self.fallback == "same_class":
-            n = y.shape[0]
-            same = (y.view(-1, 1) == y.view(1, -1)) & ~torch.eye(
-                n, dtype=torch.bool, device=y.device
-            )
             none = ~weights.any(dim=(0, 2)).view(-1, 1)
             # a row left without partner is mixed within its class, by Mixup
-            weights[0] = torch.where(none, same, weights[0])
+            weights[0] = torch.where(none, same_class_partners(y), weights[0])
         return draw_partner_operation(weights, generator=generator)
 
     def batch_pair_sums(

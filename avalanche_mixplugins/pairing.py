@@ -62,6 +62,34 @@ def allowed_pairs(is_buffer: Tensor, pairing: str) -> Tensor:
     return distinct & cur.view(-1, 1) & cur.view(1, -1)
 
 
+def candidate_count(is_buffer: Tensor, pairing: str) -> Tensor:
+    """How many samples random-pair Mixup would mix under ``pairing``, at least 1.
+
+    Every sample with an admissible partner (:func:`allowed_pairs`), whatever
+    a policy's scores say: the denominator of GradMix's mixed loss
+    (``loss_norm="candidates"``). A 0-dim float tensor on ``is_buffer``'s
+    device, with no host sync.
+    """
+    if pairing == "all":
+        # any two distinct samples: every sample when there are two or
+        # more, and 1 otherwise
+        n = is_buffer.shape[0]
+        return torch.full((), float(max(n, 1)), device=is_buffer.device)
+    allowed = allowed_pairs(is_buffer, pairing)
+    return allowed.any(dim=1).float().sum().clamp_min(1.0)
+
+
+def same_class_partners(y: Tensor) -> Tensor:
+    """Bool ``(N, N)``: sample ``j`` is another sample of ``i``'s class.
+
+    The partners of ``fallback="same_class"`` for a row left without one.
+    """
+    n = y.shape[0]
+    return (y.view(-1, 1) == y.view(1, -1)) & ~torch.eye(
+        n, dtype=torch.bool, device=y.device
+    )
+
+
 def draw_partners(
     weights: Tensor, *, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -389,12 +417,8 @@ class GradientPairs(PairPolicy):
             blocked = blocked & ~explore
         weights = allowed & ~blocked
         if self.fallback == "same_class":
-            n = y.shape[0]
-            same = (y.view(-1, 1) == y.view(1, -1)) & ~torch.eye(
-                n, dtype=torch.bool, device=y.device
-            )
             no_partner = ~weights.any(dim=1, keepdim=True)
-            weights = torch.where(no_partner, same, weights)
+            weights = torch.where(no_partner, same_class_partners(y), weights)
         return draw_partners(weights, generator=generator)
 
     def batch_pair_sums(
@@ -537,8 +561,10 @@ __all__ = [
     "PairPolicy",
     "RandomPairs",
     "allowed_pairs",
+    "candidate_count",
     "check_pairing",
     "draw_partners",
     "helpful_class_pairs",
     "helpful_pair_fraction",
+    "same_class_partners",
 ]

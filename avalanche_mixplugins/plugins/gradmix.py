@@ -2,35 +2,34 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING
 
 import torch
-from avalanche.models.utils import avalanche_forward
 from torch import Tensor
 
 from avalanche_mixplugins.gradients import (
     GRAD_SPACES,
     HeadCapture,
     check_reference,
-    find_linear_head,
     flat_buffer_alignment,
     last_layer_buffer_alignment,
     per_sample_gradients,
 )
+from avalanche_mixplugins.mixing import one_hot_and_mix_targets
 from avalanche_mixplugins.operation_pairs import OperationPairs
 from avalanche_mixplugins.pairing import (
     BUFFER_PAIRINGS,
     NO_BUFFER_MODES,
     GradientPairs,
     allowed_pairs,
+    candidate_count,
     draw_partners,
 )
 from avalanche_mixplugins.plugins.base import MixingPlugin, MixingStepBatch
 from avalanche_mixplugins.plugins.gradmix_support import (
     GradMixInspection,
+    HeadFeatures,
     check_has_replay,
-    check_head_output,
     warn_no_buffer,
 )
 from avalanche_mixplugins.plugins.gradmix_support import (
@@ -44,7 +43,9 @@ if TYPE_CHECKING:
 LOSS_NORMS = ("candidates", "active", "survivors")
 
 
-class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
+class GradMixPlugin(
+    GradMixInspection, HeadFeatures, MixingPlugin, supports_distributed=True
+):
     """GradMix: mix only class pairs whose mixed gradient agrees with the buffer's.
 
     Kim, Hwang, Whang. "GradMix: Gradient-based Selective Mixup for Robust Data
@@ -270,41 +271,10 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
         super().before_training_exp(strategy, **kwargs)
         self.policy.start_experience()
         self._current_masks = {}
-        if self._capture is not None:
-            self._capture.remove()
-            self._capture = None
-        if self.grad_space == "last":
-            self._head = find_linear_head(strategy.model, self.head)
-            self._head_has_bias = self._head[1].bias is not None
-            self._capture = HeadCapture(strategy.model, self._head[1])
-            self._capture.enabled = False
-            self._check_head = True
-
-    def after_forward(self, strategy: SupervisedTemplate, **kwargs):
-        super().after_forward(strategy, **kwargs)
-        # at the first step: the layer taken as the head must compute the logits
-        if self._capture is not None and self._check_head and strategy.is_training:
-            self._check_head = False
-            calls = [r for r in self._capture.records if r[0] is strategy.mb_x]
-            if calls:
-                check_head_output(
-                    strategy.model, *self._head, calls[-1], strategy.mb_output
-                )
-
-    def before_training_iteration(self, strategy: SupervisedTemplate, **kwargs):
-        if self._capture is not None:
-            self._capture.clear()
-            self._capture.enabled = True
-
-    def after_training_iteration(self, strategy: SupervisedTemplate, **kwargs):
-        if self._capture is not None:
-            self._capture.clear()
-            self._capture.enabled = False
+        self._attach_head(strategy)
 
     def after_training_exp(self, strategy: SupervisedTemplate, **kwargs):
-        if self._capture is not None:
-            self._capture.remove()
-            self._capture = None
+        self._detach_head()
         seen, self._buffer_steps = int(self._buffer_steps), 0
         if not self._warned_no_buffer:
             self._warned_no_buffer = warn_no_buffer(self._has_previous, seen)
@@ -364,33 +334,6 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
             return None
         return self._current_mask("exempt", device)
 
-    def _pool_features(
-        self, strategy: SupervisedTemplate, batch: MixingStepBatch
-    ) -> tuple[Tensor, Tensor]:
-        """Head inputs and logits of the pool's samples, from the strategy's forward."""
-        parts = [strategy.mb_x]
-        extra = self.extra_buffer(strategy)
-        if extra is not None:
-            parts.append(extra[0])
-        found = [self._capture.lookup(p) for p in parts]
-        if any(f is None for f in found):
-            if not self._warned_fallback:
-                warnings.warn(
-                    "GradMix could not find the strategy's forward of this batch; "
-                    "it runs an extra no-grad forward for the buffer features",
-                    stacklevel=2,
-                )
-                self._warned_fallback = True
-            with torch.no_grad():
-                avalanche_forward(strategy.model, batch.x, batch.t)
-            h, z = self._capture.lookup(batch.x)
-            return h, z
-        if len(found) == 1:
-            return found[0]
-        h = torch.cat([f[0] for f in found])
-        z = torch.cat([f[1] for f in found])
-        return h, z
-
     def pair_inner_products(
         self, strategy: SupervisedTemplate, batch: MixingStepBatch
     ) -> Tensor:
@@ -407,15 +350,12 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
         """
         c = batch.logits.shape[1]
         # labels were validated once this experience (MixingPlugin): no sync here
-        targets, targets_mix = _step_targets(batch.y, batch.partner, batch.lam, c)
+        targets, targets_mix = one_hot_and_mix_targets(
+            batch.y, batch.partner, batch.lam, c
+        )
         if self.grad_space == "last":
             h, z = self._pool_features(strategy, batch)
-            found = self._capture.lookup(batch.x_mix)
-            if found is None:
-                raise RuntimeError(
-                    "the mixed forward did not pass through the model's head"
-                )
-            h_mix, z_mix = found
+            h_mix, z_mix = self._mixed_features(batch)
             if batch.logit_mask is not None:
                 z_mix = z_mix.masked_fill(batch.logit_mask, float("-inf"))
             return last_layer_buffer_alignment(
@@ -471,15 +411,8 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
             return weights.sum().clamp_min(1.0)
         if self.loss_norm == "active":
             return super().loss_denominator(batch, weights)
-        # what random-pair Mixup would train on: every sample with an
-        # admissible partner under the pairing rule, whatever the scores say
-        if self.policy.pairing == "all":
-            # any two distinct samples: every sample when there are two or
-            # more, and 1 otherwise (the clamp below)
-            n = batch.is_buffer.shape[0]
-            return torch.full((), float(max(n, 1)), device=batch.is_buffer.device)
-        allowed = allowed_pairs(batch.is_buffer, self.policy.pairing)
-        return allowed.any(dim=1).float().sum().clamp_min(1.0)
+        # what random-pair Mixup would train on, whatever the scores say
+        return candidate_count(batch.is_buffer, self.policy.pairing)
 
     def state_dict(self) -> dict:
         state = super().state_dict()
@@ -489,23 +422,6 @@ class GradMixPlugin(GradMixInspection, MixingPlugin, supports_distributed=True):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.history = list(state.get("history", []))
-
-
-def _step_targets(
-    y: Tensor, partner: Tensor, lam: Tensor, num_classes: int
-) -> tuple[Tensor, Tensor]:
-    """One-hot targets of the pool and the candidates' soft targets.
-
-    The same values as :func:`~avalanche_mixplugins.mixing.one_hot` and
-    :func:`~avalanche_mixplugins.mixing.mix_targets` (``lam * e_y + (1 - lam)
-    * e_partner``), from one scatter: the labels were validated once this
-    experience (:class:`MixingPlugin`), so no range check (which reads the
-    labels' extremes) runs in the step.
-    """
-    t = torch.zeros(y.shape[0], num_classes, device=y.device)
-    t.scatter_(1, y.long().view(-1, 1), 1.0)
-    lam_b = lam.to(t).view(-1, 1)
-    return t, lam_b * t + (1.0 - lam_b) * t[partner]
 
 
 __all__ = ["GradMixPlugin"]

@@ -1,10 +1,11 @@
 """The parts of :class:`~avalanche_mixplugins.plugins.GradMixPlugin` around its step.
 
 What GradMix shows (:class:`GradMixInspection`: the pair scores, the helpful
-pairs and their fraction, published to the loggers every epoch), the
-distributed sum of its evidence, and the checks of its setup: a model whose
-layer taken as the head does not compute the logits
-(:func:`check_head_output`), a strategy without replay
+pairs and their fraction, published to the loggers every epoch), where its
+closed form reads the head's inputs and logits (:class:`HeadFeatures`, for
+``grad_space="last"``), the distributed sum of its evidence, and the checks
+of its setup: a model whose layer taken as the head does not compute the
+logits (:func:`check_head_output`), a strategy without replay
 (:func:`check_has_replay`, :func:`warn_no_buffer`).
 """
 
@@ -13,13 +14,19 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING
 
+import torch
 import torch.distributed as dist
 from avalanche.distributed import DistributedHelper
 from avalanche.evaluation.metric_results import MetricValue
+from avalanche.models.utils import avalanche_forward
 from torch import Tensor, nn
+
+from avalanche_mixplugins.head import HeadCapture, find_linear_head
 
 if TYPE_CHECKING:
     from avalanche.training.templates import SupervisedTemplate
+
+    from avalanche_mixplugins.plugins.base import MixingStepBatch
 
 
 def all_reduce_sum(*tensors: Tensor) -> None:
@@ -159,8 +166,96 @@ def check_head_output(
     )
 
 
+class HeadFeatures:
+    """The head's inputs and logits of a GradMix step (``grad_space="last"``).
+
+    A :class:`~avalanche_mixplugins.head.HeadCapture` on the layer taken as
+    the classification head (``self.head``, see
+    :func:`~avalanche_mixplugins.head.find_linear_head`) records them during
+    the strategy's own forward and the mixed forward. It is attached for each
+    experience, records only inside training iterations, and at the first
+    step the layer is checked to compute the logits
+    (:func:`check_head_output`). It reads the plugin's ``grad_space``,
+    ``head``, ``_capture`` and ``_warned_fallback``, which the plugin's
+    constructor sets.
+    """
+
+    def _attach_head(self, strategy: SupervisedTemplate) -> None:
+        """Hook the head of ``strategy.model`` for the experience that starts."""
+        self._detach_head()
+        if self.grad_space == "last":
+            self._head = find_linear_head(strategy.model, self.head)
+            self._head_has_bias = self._head[1].bias is not None
+            self._capture = HeadCapture(strategy.model, self._head[1])
+            self._capture.enabled = False
+            self._check_head = True
+
+    def _detach_head(self) -> None:
+        if self._capture is not None:
+            self._capture.remove()
+            self._capture = None
+
+    def after_forward(self, strategy: SupervisedTemplate, **kwargs):
+        super().after_forward(strategy, **kwargs)
+        # at the first step: the layer taken as the head must compute the logits
+        if self._capture is not None and self._check_head and strategy.is_training:
+            self._check_head = False
+            calls = [r for r in self._capture.records if r[0] is strategy.mb_x]
+            if calls:
+                check_head_output(
+                    strategy.model, *self._head, calls[-1], strategy.mb_output
+                )
+
+    def before_training_iteration(self, strategy: SupervisedTemplate, **kwargs):
+        if self._capture is not None:
+            self._capture.clear()
+            self._capture.enabled = True
+
+    def after_training_iteration(self, strategy: SupervisedTemplate, **kwargs):
+        if self._capture is not None:
+            self._capture.clear()
+            self._capture.enabled = False
+
+    def _pool_features(
+        self, strategy: SupervisedTemplate, batch: MixingStepBatch
+    ) -> tuple[Tensor, Tensor]:
+        """Head inputs and logits of the pool's samples, from the strategy's forward."""
+        parts = [strategy.mb_x]
+        extra = self.extra_buffer(strategy)
+        if extra is not None:
+            parts.append(extra[0])
+        found = [self._capture.lookup(p) for p in parts]
+        if any(f is None for f in found):
+            if not self._warned_fallback:
+                warnings.warn(
+                    "GradMix could not find the strategy's forward of this batch; "
+                    "it runs an extra no-grad forward for the buffer features",
+                    stacklevel=2,
+                )
+                self._warned_fallback = True
+            with torch.no_grad():
+                avalanche_forward(strategy.model, batch.x, batch.t)
+            h, z = self._capture.lookup(batch.x)
+            return h, z
+        if len(found) == 1:
+            return found[0]
+        h = torch.cat([f[0] for f in found])
+        z = torch.cat([f[1] for f in found])
+        return h, z
+
+    def _mixed_features(self, batch: MixingStepBatch) -> tuple[Tensor, Tensor]:
+        """Head inputs and logits of the candidates, from the mixed forward."""
+        found = self._capture.lookup(batch.x_mix)
+        if found is None:
+            raise RuntimeError(
+                "the mixed forward did not pass through the model's head"
+            )
+        return found
+
+
 __all__ = [
     "GradMixInspection",
+    "HeadFeatures",
     "all_reduce_sum",
     "check_has_replay",
     "check_head_output",

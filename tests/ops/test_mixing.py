@@ -16,7 +16,12 @@ from avalanche_mixplugins.mixing import (
     one_hot,
     sample_lambda,
 )
-from avalanche_mixplugins.pairing import RandomPairs, allowed_pairs, draw_partners
+from avalanche_mixplugins.pairing import (
+    RandomPairs,
+    allowed_pairs,
+    candidate_count,
+    draw_partners,
+)
 
 
 def test_lambda_range_shape_and_seed():
@@ -148,6 +153,31 @@ def test_allowed_pairs_match_a_loop_over_sample_pairs():
             ]
         )
         assert torch.equal(allowed_pairs(is_buffer, pairing), expected), pairing
+
+
+def test_candidate_count_is_the_samples_with_an_admissible_partner():
+    rule = {
+        "all": lambda bi, bj: True,
+        "buffer_current": lambda bi, bj: bi != bj,
+        "with_buffer": lambda bi, bj: bi or bj,
+        "current": lambda bi, bj: not bi and not bj,
+    }
+    cases = [
+        [True, False, True, False, False],
+        [True, True, True],  # no current sample
+        [False, False, False, False],  # no buffer sample
+        [False],  # one sample: no partner at all, counted as 1
+    ]
+    for flags in cases:
+        n = len(flags)
+        for pairing, ok in rule.items():
+            expected = sum(
+                any(i != j and ok(flags[i], flags[j]) for j in range(n))
+                for i in range(n)
+            )
+            got = candidate_count(torch.tensor(flags), pairing)
+            assert got.dim() == 0 and got.dtype == torch.float32
+            assert float(got) == max(expected, 1), (flags, pairing)
 
 
 def test_draw_partners_marks_rows_without_candidates_inactive():
