@@ -24,59 +24,11 @@ from avalanche_mixplugins.gradients import (
     flat_buffer_alignment,
     last_layer_buffer_alignment,
 )
-
-
-def _soft_ce(logits, targets, mask=None):
-    """Summed soft-target cross-entropy, masked logits left out of the softmax."""
-    if mask is not None:
-        logits = logits.masked_fill(mask, float("-inf"))
-    logp = torch.log_softmax(logits, dim=1)
-    if mask is not None:
-        logp = logp.masked_fill(mask, 0.0)
-    return -(targets * logp).sum()
-
-
-def _grad(loss, params):
-    return torch.autograd.grad(loss, params)
-
-
-def _dot(a, b):
-    return float(sum((u * v).sum() for u, v in zip(a, b)))
-
-
-def _brute_force(forward, params, x, y, is_buffer, x_mix, t_mix, partner, mask, c):
-    """Per candidate: (score vs its buffer set, score vs its current set), NaN if empty."""
-    out = []
-    for i in range(x_mix.shape[0]):
-        own = {i, int(partner[i])}
-        m = None if mask is None else mask[i : i + 1]
-        g_i = _grad(_soft_ce(forward(x_mix[i : i + 1]), t_mix[i : i + 1], m), params)
-        row = []
-        for want_buffer in (True, False):
-            idx = [
-                k
-                for k in range(x.shape[0])
-                if bool(is_buffer[k]) == want_buffer and k not in own
-            ]
-            if not idx:
-                row.append(float("nan"))
-                continue
-            idx = torch.tensor(idx)
-            t = nn.functional.one_hot(y[idx], c).to(x.dtype)
-            g_set = _grad(_soft_ce(forward(x[idx]), t) / len(idx), params)
-            row.append(_dot(g_i, g_set))
-        out.append(row)
-    return torch.tensor(out, dtype=torch.float64)
-
-
-def _set_norms(forward, params, x, y, is_buffer, c):
-    """Norms of the whole buffer set's and current set's mean gradients (autograd)."""
-    norms = []
-    for idx in (is_buffer.nonzero().flatten(), (~is_buffer).nonzero().flatten()):
-        t = nn.functional.one_hot(y[idx], c).to(x.dtype)
-        g = _grad(_soft_ce(forward(x[idx]), t) / len(idx), params)
-        norms.append(_dot(g, g) ** 0.5)
-    return norms
+from tests.support.autograd_reference import dot as _dot
+from tests.support.autograd_reference import grad as _grad
+from tests.support.autograd_reference import leave_one_out_scores as _brute_force
+from tests.support.autograd_reference import set_norms as _set_norms
+from tests.support.autograd_reference import soft_ce as _soft_ce
 
 
 def _expected(pair_scores, reference, norms=None):

@@ -16,6 +16,8 @@ import torch
 from avalanche.core import SupervisedPlugin
 
 from avalanche_mixplugins import GradMixPlugin
+from tests.support.autograd_reference import leave_one_out_scores as _scores
+from tests.support.autograd_reference import set_norms as _norms
 from tests.support.cl import cl_strategy
 from tests.support.nets import PlainConvNet
 
@@ -38,51 +40,6 @@ class Recorder(SupervisedPlugin):
         if strategy.experience.current_experience >= 1 and self.steps < 3:
             self.check(strategy, self.inputs)
             self.steps += 1
-
-
-def _soft_ce(logits, targets, mask=None):
-    if mask is not None:
-        logits = logits.masked_fill(mask, float("-inf"))
-    logp = torch.log_softmax(logits, dim=1)
-    if mask is not None:
-        logp = logp.masked_fill(mask, 0.0)
-    return -(targets * logp).sum()
-
-
-def _scores(forward, params, pool, y, is_buffer, mixed, t_mix, partner, mask, c):
-    """Per candidate: brute-force scores against its buffer and current sets."""
-    out = []
-    for i in range(mixed.shape[0]):
-        own = {i, int(partner[i])}
-        m = None if mask is None else mask[i : i + 1]
-        loss_i = _soft_ce(forward(mixed[i : i + 1]), t_mix[i : i + 1], m)
-        g_i = torch.autograd.grad(loss_i, params)
-        row = []
-        for want_buffer in (True, False):
-            idx = [
-                k
-                for k in range(pool.shape[0])
-                if bool(is_buffer[k]) == want_buffer and k not in own
-            ]
-            if not idx:
-                row.append(float("nan"))
-                continue
-            idx = torch.tensor(idx)
-            t = torch.eye(c)[y[idx]]
-            g = torch.autograd.grad(_soft_ce(forward(pool[idx]), t) / len(idx), params)
-            row.append(float(sum((a * b).sum() for a, b in zip(g_i, g))))
-        out.append(row)
-    return torch.tensor(out)
-
-
-def _norms(forward, params, pool, y, is_buffer, c):
-    """Norms of the step's whole buffer set's and current set's mean gradients."""
-    out = []
-    for idx in (is_buffer.nonzero().flatten(), (~is_buffer).nonzero().flatten()):
-        t = torch.eye(c)[y[idx]]
-        g = torch.autograd.grad(_soft_ce(forward(pool[idx]), t) / len(idx), params)
-        out.append(float(sum((a * a).sum() for a in g)) ** 0.5)
-    return out
 
 
 def _combine(pair, reference, norms):
