@@ -1,0 +1,91 @@
+"""The pseudo-labelling base class: the cases the generated mutations of
+``ssl_ext/algorithms/base.py`` showed untested (empty and one-row batches,
+error messages, the weights' dtype, state loading and moving, ``repr``),
+each against a hand-worked value."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ssl_ext.algorithms import FixMatch
+from ssl_ext.algorithms.base import PseudoLabeler, consistency_loss
+
+
+class Counting(PseudoLabeler):
+    """A minimal rule: weight 1 (in float64) and a count of updated batches,
+    kept as a tensor next to a plain integer."""
+
+    def __init__(self):
+        self.batches = torch.zeros(())
+        self.tag = 3
+
+    def _weights(self, probs, max_probs, targets, *, index, update, valid=None):
+        if update:
+            self.batches = self.batches + 1
+        return torch.ones(max_probs.shape, dtype=torch.float64)
+
+    def state_dict(self):
+        return {"batches": self.batches, "tag": self.tag}
+
+
+def test_empty_and_one_row_batches_by_hand():
+    empty = torch.zeros(0, 3, requires_grad=True)
+    loss = consistency_loss(empty, torch.zeros(0, dtype=torch.long), torch.zeros(0))
+    assert loss.item() == 0.0 and loss.requires_grad
+    # one row: CE of [0, ln 2, 0] at class 1 is ln(4) - ln 2 = ln 2, weight 0.5
+    one = torch.tensor([[0.0, math.log(2.0), 0.0]])
+    got = consistency_loss(one, torch.tensor([1]), torch.tensor([0.5]))
+    assert got.item() == pytest.approx(0.5 * math.log(2.0), rel=1e-6)
+    soft = consistency_loss(one, torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([0.5]))
+    assert soft.item() == pytest.approx(0.5 * math.log(2.0), rel=1e-6)
+
+
+def test_float64_weights_give_a_float32_loss():
+    logits = torch.zeros(2, 2)
+    got = consistency_loss(
+        logits, torch.tensor([0, 1]), torch.ones(2, dtype=torch.float64)
+    )
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(math.log(2.0), rel=1e-6)
+
+
+def test_call_errors_name_the_expected_shapes():
+    rule = FixMatch()
+    logits = torch.zeros(4, 3)
+    with pytest.raises(ValueError, match=r"index has shape \(3,\), expected \(4,\)"):
+        rule(logits, index=torch.arange(3))
+    with pytest.raises(ValueError, match=r"shape \(4,\), got torch.bool \(2,\)"):
+        rule(logits, valid=torch.ones(2, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"^Counting does not take valid=$"):
+        Counting()(logits, valid=torch.ones(4, dtype=torch.bool))
+
+
+def test_weights_come_back_in_float32():
+    out = Counting()(torch.tensor([[0.0, 2.0], [1.0, -1.0]]))
+    assert out.weights.dtype == torch.float32 and out.weights.tolist() == [1.0, 1.0]
+    assert out.targets.tolist() == [1, 0]
+
+
+def test_load_state_dict_copies_tensors_keeps_the_rest_and_rejects_unknown_keys():
+    rule = Counting()
+    saved = {"batches": torch.tensor(5.0), "tag": 7}
+    rule.load_state_dict(saved)
+    saved["batches"].add_(1.0)  # the rule holds a copy, not the saved tensor
+    assert rule.batches.item() == 5.0 and rule.tag == 7
+    with pytest.raises(ValueError, match=r"^unexpected keys in state dict: \['x'\]$"):
+        rule.load_state_dict({"batches": torch.tensor(1.0), "x": 1})
+
+
+def test_to_moves_the_statistics_and_keeps_the_rest():
+    rule = Counting()
+    rule.load_state_dict({"batches": torch.tensor(2.0), "tag": 4})
+    assert rule.to("cpu") is rule
+    assert rule.batches.item() == 2.0 and rule.tag == 4
+
+
+def test_repr_lists_the_numeric_settings():
+    assert repr(FixMatch(threshold=0.9)) == "FixMatch(threshold=0.9)"
+    assert repr(Counting()) == "Counting(tag=3)"
