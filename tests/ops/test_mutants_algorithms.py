@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from ssl_ext.algorithms import FixMatch
+from ssl_ext.algorithms import FixMatch, FlexMatch
 from ssl_ext.algorithms.base import PseudoLabeler, consistency_loss
 
 
@@ -89,3 +89,6 @@ def test_to_moves_the_statistics_and_keeps_the_rest():
 def test_repr_lists_the_numeric_settings():
     assert repr(FixMatch(threshold=0.9)) == "FixMatch(threshold=0.9)"
     assert repr(Counting()) == "Counting(tag=3)"
+    # several settings are joined by ", " (a bool is an int, so it is listed)
+    flex = FlexMatch(num_unlabeled=10, threshold=0.9, warmup=False)
+    assert repr(flex) == "FlexMatch(num_unlabeled=10, threshold=0.9, warmup=False)"
