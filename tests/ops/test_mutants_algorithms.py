@@ -92,3 +92,64 @@ def test_repr_lists_the_numeric_settings():
     # several settings are joined by ", " (a bool is an int, so it is listed)
     flex = FlexMatch(num_unlabeled=10, threshold=0.9, warmup=False)
     assert repr(flex) == "FlexMatch(num_unlabeled=10, threshold=0.9, warmup=False)"
+
+
+# FlexMatch (``ssl_ext/algorithms/flexmatch.py``), by hand. Two classes; the
+# logits [0, 0] give probabilities exactly 0.5 and the target 0 (first max).
+TIE = torch.zeros(1, 2)
+
+
+def test_flexmatch_arguments_are_checked_with_their_names():
+    FlexMatch(num_unlabeled=1)  # one unlabeled sample is a valid table
+    with pytest.raises(ValueError, match=r"^threshold must be in \[0, 1\], got 1.5$"):
+        FlexMatch(num_unlabeled=3, threshold=1.5)
+    rule = FlexMatch(num_unlabeled=3)
+    assert rule.state_dict()["classwise_acc"].shape == (0,)  # no class yet
+    with pytest.raises(ValueError, match=r"^FlexMatch needs the dataset indices"):
+        rule(TIE)
+    with pytest.raises(
+        ValueError, match=r"^selected_label has shape \(4,\), expected \(3,\)$"
+    ):
+        rule.load_state_dict(FlexMatch(num_unlabeled=4).state_dict())
+
+
+def test_flexmatch_ties_are_selected_and_kept():
+    """Threshold 0.5, no warm-up, 4 samples. Call 1 (sample 0, p = 0.5 >= 0.5):
+    selected as class 0, so sigma = [1, 0], beta = [1, 0] and the class-0
+    threshold becomes 0.5 * 1 / (2 - 1) = 0.5. Call 2 (sample 1, p = 0.5)
+    meets it exactly: weight 1."""
+    rule = FlexMatch(num_unlabeled=4, threshold=0.5, warmup=False)
+    rule(TIE, index=torch.tensor([0]))
+    assert rule.selected_label.tolist() == [0, -1, -1, -1]
+    assert rule.class_thresholds().tolist() == [0.5, 0.0]
+    assert rule(TIE, index=torch.tensor([1])).weights.tolist() == [1.0]
+
+
+def test_flexmatch_warms_up_by_default():
+    """Default warm-up, threshold 0.5, 4 samples: after selecting sample 0 as
+    class 0, sigma = [1, 0] and 3 samples are unused, so
+    beta_0 = 1 / max(1, 3) = 1/3 and the threshold 0.5 * (1/3) / (5/3) = 0.1."""
+    rule = FlexMatch(num_unlabeled=4, threshold=0.5)
+    rule(TIE, index=torch.tensor([0]))
+    assert rule.class_thresholds().tolist() == pytest.approx([0.1, 0.0])
+
+
+def test_flexmatch_stops_refreshing_once_no_sample_is_unused():
+    """One sample: selecting it makes max sigma = N = 1, so beta is not
+    refreshed and stays 0 (threshold 0): a later low-confidence sample of
+    class 0 keeps weight 1."""
+    rule = FlexMatch(num_unlabeled=1, threshold=0.5)
+    rule(torch.tensor([[3.0, 0.0]]), index=torch.tensor([0]))
+    assert rule.selected_label.tolist() == [0]
+    assert rule.class_thresholds().tolist() == [0.0, 0.0]
+    assert rule(TIE, index=torch.tensor([0])).weights.tolist() == [1.0]
+
+
+def test_flexmatch_state_round_trip_restores_the_thresholds():
+    rule = FlexMatch(num_unlabeled=4, threshold=0.5, warmup=False)
+    rule(TIE, index=torch.tensor([0]))
+    assert set(rule.state_dict()) == {"selected_label", "classwise_acc"}
+    copy = FlexMatch(num_unlabeled=4, threshold=0.5, warmup=False)
+    copy.load_state_dict(rule.state_dict())
+    assert copy.class_thresholds().tolist() == [0.5, 0.0]
+    assert copy.selected_label.tolist() == [0, -1, -1, -1]
