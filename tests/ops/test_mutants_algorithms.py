@@ -12,6 +12,7 @@ import torch
 
 from ssl_ext.algorithms import FixMatch, FlexMatch
 from ssl_ext.algorithms.base import PseudoLabeler, consistency_loss
+from ssl_ext.algorithms.softmatch import DistributionAlignment, SoftMatch
 
 
 class Counting(PseudoLabeler):
@@ -153,3 +154,88 @@ def test_flexmatch_state_round_trip_restores_the_thresholds():
     copy.load_state_dict(rule.state_dict())
     assert copy.class_thresholds().tolist() == [0.5, 0.0]
     assert copy.selected_label.tolist() == [0, -1, -1, -1]
+
+
+# SoftMatch (``ssl_ext/algorithms/softmatch.py``), by hand. Rows with logits
+# [ln 3, 0] and [0, 0] have max probabilities 0.75 and 0.5: mean 0.625,
+# unbiased variance 2 * 0.125^2 / 1 = 0.03125. From the start mu = 1/2,
+# var = 1, one update at momentum 0.5 gives mu = 0.5625, var = 0.515625.
+TWO_ROWS = torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0]])
+MU, VAR = 0.5625, 0.515625
+
+
+def _softmatch_weight(p, n_sigma):
+    return math.exp(-(min(p - MU, 0.0) ** 2) / (2 * VAR / n_sigma**2))
+
+
+def test_softmatch_arguments_and_defaults():
+    assert DistributionAlignment().momentum == 0.999
+    for make in (DistributionAlignment, SoftMatch):
+        with pytest.raises(
+            ValueError, match=r"^momentum must be in \[0, 1\], got 1.5$"
+        ):
+            make(momentum=1.5)
+    SoftMatch(n_sigma=0.5)  # any positive width
+    fresh = SoftMatch().state_dict()
+    assert fresh["prob_max_mu"] is None and fresh["prob_max_var"] is None
+    # the default width is 2 standard deviations
+    rule = SoftMatch(momentum=0.5, dist_align=False)
+    weights = rule(TWO_ROWS).weights.tolist()
+    assert weights == pytest.approx([1.0, _softmatch_weight(0.5, 2.0)], rel=1e-6)
+
+
+def test_softmatch_valid_rows_give_the_statistics_of_those_rows():
+    rule = SoftMatch(momentum=0.5, dist_align=False)
+    rows = torch.cat([TWO_ROWS, torch.tensor([[5.0, 0.0]])])
+    rule(rows, valid=torch.tensor([True, True, False]))
+    assert rule.prob_max_mu.item() == pytest.approx(MU, rel=1e-6)
+    assert rule.prob_max_var.item() == pytest.approx(VAR, rel=1e-6)
+
+
+def test_softmatch_one_row_leaves_the_statistics_as_they_were():
+    rule = SoftMatch(momentum=0.5, dist_align=False)
+    rule(TWO_ROWS[:1])
+    assert rule.prob_max_mu.item() == 0.5 and rule.prob_max_var.item() == 1.0
+
+
+def test_alignment_by_hand():
+    # a single first row starts p_model at itself and is aligned to uniform
+    da = DistributionAlignment(momentum=0.5)
+    out = da(torch.tensor([[0.75, 0.25]]))
+    assert da.p_model.tolist() == [0.75, 0.25]
+    assert out[0].tolist() == pytest.approx([0.5, 0.5])
+    # an empty batch does not start it
+    empty = DistributionAlignment()
+    empty(torch.zeros(0, 2))
+    assert empty.p_model is None
+    # one valid row is enough to start it
+    one = DistributionAlignment()
+    one(torch.tensor([[0.75, 0.25], [0.1, 0.9]]), valid=torch.tensor([True, False]))
+    assert one.p_model.tolist() == [0.75, 0.25]
+    # label-only calls of SoftMatch do not move it
+    rule = SoftMatch()
+    rule(TWO_ROWS, update=False)
+    assert rule.alignment.p_model is None
+    three = DistributionAlignment()
+    three(torch.full((1, 3), 1 / 3))
+    with pytest.raises(
+        ValueError, match=r"^got 2 classes, fewer than the 3 already tracked$"
+    ):
+        three(torch.full((1, 2), 0.5))
+
+
+def test_alignment_and_softmatch_states_load_with_or_without_values():
+    da = DistributionAlignment()
+    da(torch.tensor([[0.75, 0.25]]))
+    assert set(da.state_dict()) == {"p_model"}
+    copy = DistributionAlignment()
+    copy.load_state_dict(da.state_dict())
+    assert copy.p_model.tolist() == [0.75, 0.25]
+    copy.load_state_dict({"p_model": None})
+    assert copy.p_model is None
+    SoftMatch().load_state_dict(SoftMatch().state_dict())  # nothing seen yet
+    plain = SoftMatch(dist_align=False)
+    plain.load_state_dict({"prob_max_mu": torch.tensor(0.5), "prob_max_var": None})
+    assert plain.prob_max_mu.item() == 0.5 and plain.prob_max_var is None
+    with pytest.raises(ValueError, match=r"^unexpected keys in state dict: \['x'\]$"):
+        plain.load_state_dict({"prob_max_mu": None, "prob_max_var": None, "x": 1})
