@@ -62,7 +62,9 @@ def _work(cfg_dict: dict) -> dict:
 def configs(args) -> list[dict]:
     grid = json.loads(args.grid)
     names = sorted(grid)
-    combos = [dict(zip(names, vals)) for vals in itertools.product(*grid.values())]
+    combos = [
+        dict(zip(names, vals)) for vals in itertools.product(*(grid[n] for n in names))
+    ]
     combos = combos or [{}]
     out = []
     for ds, strat, aug, mem, ep, lr, seed in itertools.product(
