@@ -8,6 +8,9 @@ Reads the JSON files of the runs and prints Markdown tables:
   ECE with 15 and 10 bins, and, per seed, the ECE change and accuracy change
   against the base algorithm of the same seed (same labeled subset, same
   unlabeled pool, same initialisation);
+* variants of CalibrateMix (a ``--tag`` on the run, e.g. an ablation):
+  the per-seed change against the untagged CalibrateMix run of the same
+  algorithm, mode and seed (the plugin's defaults);
 * the APM updates per unlabeled sample after the warm-up, and the split
   diagnostics of the CalibrateMix runs;
 * class-incremental streams (``--n-experiences``): per method and
@@ -128,6 +131,57 @@ def _paired_table(paired) -> str:
         rows.append(
             f"| {method} | {len(ece)} | {100 * statistics.mean(ece):+.1f}%{spread} "
             f"| {statistics.mean(acc):+.2f}{aspread} | {hits} of {len(ece)} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def reference_method(method: str) -> str | None:
+    """The run a tagged CalibrateMix variant is compared with: the method
+    name without its tag (``fixmatch+calibratemix-fast+TAG`` ->
+    ``fixmatch+calibratemix-fast``); ``None`` for an untagged method."""
+    parts = method.split("+")
+    if len(parts) < 3 or not parts[1].startswith("calibratemix-"):
+        return None
+    return "+".join(parts[:2])
+
+
+def _variant_table(group) -> str:
+    """Tagged CalibrateMix variants against the untagged CalibrateMix run of
+    the same seed (:func:`reference_method`): relative ECE change and
+    accuracy change in points, per seed and mean +- population std."""
+    by_name = {(r["method"], r["seed"]): r for r in group}
+    by_method = defaultdict(list)
+    for r in group:
+        ref = reference_method(r["method"])
+        other = by_name.get((ref, r["seed"])) if ref else None
+        if other is not None:
+            by_method[(r["method"], ref)].append((r, other))
+    if not by_method:
+        return ""
+    rows = [
+        "Paired changes against CalibrateMix without the variant (the "
+        "untagged run of the same algorithm, mode and seed), mean ± "
+        "population std over seeds:\n",
+        "| method | against | seeds | ECE change | accuracy change (points) "
+        "| ECE change per seed | accuracy change per seed (points) |",
+        "| --- | --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for (method, ref), pairs in sorted(by_method.items()):
+        pairs = sorted(pairs, key=lambda p: p[0]["seed"])
+        seeds = [r["seed"] for r, _ in pairs]
+        ece = [_ece(r) / _ece(o) - 1 for r, o in pairs]
+        acc = [
+            100 * (r["final_average_accuracy"] - o["final_average_accuracy"])
+            for r, o in pairs
+        ]
+        spread = f" ± {100 * seed_std(ece):.1f}" if len(ece) > 1 else ""
+        aspread = f" ± {seed_std(acc):.2f}" if len(acc) > 1 else ""
+        rows.append(
+            f"| {method} | {ref} | {len(pairs)} "
+            f"| {100 * statistics.mean(ece):+.1f}%{spread} "
+            f"| {statistics.mean(acc):+.2f}{aspread} "
+            f"| {', '.join(f's{k} {_pct(c)}' for k, c in zip(seeds, ece))} "
+            f"| {', '.join(f's{k} {d:+.2f}' for k, d in zip(seeds, acc))} |"
         )
     return "\n".join(rows) + "\n"
 
@@ -356,6 +410,9 @@ def tables(runs, *, per_run: bool = False) -> str:
         out.append("")
         if paired:
             out.append(_paired_table(paired))
+        variants = _variant_table(group)
+        if variants:
+            out.append(variants)
     ts = _temperature_table(runs)
     if ts:
         out.append(ts)

@@ -58,3 +58,55 @@ def test_runs_without_a_base_are_not_paired(tmp_path, summary):
     paths = [_run(tmp_path, "softmatch+cm", "softmatch", 0, 0.6, 0.1)]
     text = summary.tables(summary._load(paths))
     assert "Paired changes" not in text
+
+
+def test_reference_of_a_variant_is_the_untagged_calibratemix_run(summary):
+    ref = summary.reference_method
+    assert ref("fixmatch+calibratemix-fast+random") == "fixmatch+calibratemix-fast"
+    assert (
+        ref("softmatch+calibratemix-faithful+a+b") == "softmatch+calibratemix-faithful"
+    )
+    assert ref("fixmatch+calibratemix-fast") is None
+    assert ref("fixmatch") is None
+    assert ref("fixmatch+mixup+tag") is None
+
+
+def test_variant_table_by_hand(tmp_path, summary):
+    # CalibrateMix at its defaults and a variant (tag "random"), per seed:
+    #   s0: ECE 0.10 -> 0.12 (+20%), accuracy 0.60 -> 0.61 (+1 point)
+    #   s1: ECE 0.20 -> 0.15 (-25%), accuracy 0.70 -> 0.68 (-2 points)
+    #   s2: the variant alone (no run at the defaults): not paired
+    cm, var = "fixmatch+calibratemix-fast", "fixmatch+calibratemix-fast+random"
+    paths = [_run(tmp_path, "fixmatch", "fixmatch", s, 0.5, 0.3) for s in range(3)]
+    paths += [_run(tmp_path, cm, "fixmatch", 0, 0.60, 0.10)]
+    paths += [_run(tmp_path, cm, "fixmatch", 1, 0.70, 0.20)]
+    paths += [_run(tmp_path, var, "fixmatch", 0, 0.61, 0.12)]
+    paths += [_run(tmp_path, var, "fixmatch", 1, 0.68, 0.15)]
+    paths += [_run(tmp_path, var, "fixmatch", 2, 0.65, 0.11)]
+    # a variant whose untagged run is missing gets no row
+    paths += [_run(tmp_path, "softmatch+calibratemix-fast+x", "softmatch", 0, 0.6, 0.1)]
+    text = summary.tables(summary._load(paths))
+    head = "Paired changes against CalibrateMix without the variant"
+    assert text.count(head) == 1
+    block = text.split(head, 1)[1]
+    rows = [line for line in block.splitlines() if line.startswith(f"| {var} |")]
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    # mean of +20 and -25, population std 22.5; accuracy mean -0.5, std 1.5
+    assert cells == [
+        var,
+        cm,
+        "2",
+        "-2.5% ± 22.5",
+        "-0.50 ± 1.50",
+        "s0 +20.0%, s1 -25.0%",
+        "s0 +1.00, s1 -2.00",
+    ]
+    assert "softmatch+calibratemix-fast+x |" not in block
+
+
+def test_no_variant_table_without_tagged_runs(tmp_path, summary):
+    paths = [_run(tmp_path, "fixmatch", "fixmatch", 0, 0.6, 0.2)]
+    paths += [_run(tmp_path, "fixmatch+calibratemix-fast", "fixmatch", 0, 0.6, 0.1)]
+    text = summary.tables(summary._load(paths))
+    assert "without the variant" not in text
