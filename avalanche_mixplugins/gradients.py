@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avalanche_mixplugins._constants import arange, scalar
 from avalanche_mixplugins.head import HeadCapture, find_linear_head
 from avalanche_mixplugins.validation import check_head_features
 
@@ -52,7 +53,11 @@ def _f(t: Tensor) -> Tensor:
 
 def softmax_residual(logits: Tensor, targets: Tensor) -> Tensor:
     """``softmax(logits) - targets``: the gradient of soft cross-entropy in the logits."""
-    return torch.softmax(_f(logits.detach()), dim=1) - targets.to(_f(logits).dtype)
+    if logits.requires_grad:  # features captured by a hook come detached already
+        logits = logits.detach()
+    z = _f(logits)
+    # in place on the fresh softmax: the values of ``softmax(z) - targets``
+    return torch.softmax(z, dim=1).sub_(targets.to(z.dtype))
 
 
 def last_layer_gradient_sum(
@@ -80,9 +85,15 @@ def _residual_gradient_sum(
     """:func:`last_layer_gradient_sum` from the residuals ``r = softmax(z) - t``."""
     if weights is None:
         weights = torch.ones(r.shape[0], device=r.device)
-    w = weights.to(r.dtype)
-    r = r * w.view(-1, 1)
-    return r.t() @ _f(h).to(r.dtype), r.sum(dim=0), w.sum()
+    return _weighted_gradient_sum(r, h, weights.to(r.dtype))
+
+
+def _weighted_gradient_sum(
+    r: Tensor, h: Tensor, w: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`_residual_gradient_sum` with the weights ``w`` already in ``r``'s dtype."""
+    rw = r * w.view(-1, 1)
+    return rw.t() @ _f(h).to(r.dtype), rw.sum(dim=0), w.sum()
 
 
 def last_layer_inner_products(
@@ -177,16 +188,32 @@ def leave_one_out_mean(
 
     :return: ``(N,)`` inner products.
     """
-    n = partner.shape[0]
-    buf = is_buffer.to(total.dtype)
-    distinct = partner != torch.arange(n, device=partner.device)
+    return _leave_one_out(
+        total, count, own_a, own_b, is_buffer.to(total.dtype), partner
+    )
+
+
+def _leave_one_out(
+    total: Tensor,
+    count: Tensor,
+    own_a: Tensor,
+    own_b: Tensor,
+    buf: Tensor,
+    partner: Tensor,
+) -> Tensor:
+    """:func:`leave_one_out_mean` with the buffer mask ``buf`` as 0/1 floats
+    in ``total``'s dtype."""
+    dtype = total.dtype
     in_a = buf
-    in_b = buf[partner] * distinct.to(total.dtype)
-    rest = count.to(total.dtype) - in_a - in_b
-    inner = (total - in_a * own_a.to(total.dtype) - in_b * own_b.to(total.dtype)) / (
+    # buf[partner] times [partner != own index]: 0 where a sample is its own partner
+    in_b = buf[partner].masked_fill_(
+        partner == arange(partner.shape[0], partner.device), 0.0
+    )
+    rest = count.to(dtype) - in_a - in_b
+    inner = (total - in_a * own_a.to(dtype) - in_b * own_b.to(dtype)) / (
         rest.clamp_min(1.0)
     )
-    return torch.where(rest > 0, inner, torch.full_like(inner, float("nan")))
+    return torch.where(rest > 0, inner, scalar(float("nan"), dtype, inner.device))
 
 
 def check_reference(reference: str) -> str:
@@ -306,7 +333,10 @@ def last_layer_buffer_alignment(
     # residual of the partners' rows)
     r = softmax_residual(logits, targets)
     r_mix = softmax_residual(logits_mix, targets_mix)
-    sums = [_residual_gradient_sum(r, h, m) for m in masks]
+    # each mask as 0/1 floats once: the gradient sums and the leave-one-out
+    # counts read the same values
+    weights = [m.to(r.dtype) for m in masks]
+    sums = [_weighted_gradient_sum(r, h, w) for w in weights]
     if reduce is not None:
         reduce(*(t for s in sums for t in s))
     totals = [
@@ -323,8 +353,8 @@ def last_layer_buffer_alignment(
     p = partner
     own_b = _residual_paired_inner_products(r_mix, h_mix, r[p], h[p], bias=bias)
     scores = [
-        leave_one_out_mean(t, s[2], own_a, own_b, m, partner)
-        for t, s, m in zip(totals, sums, masks)
+        _leave_one_out(t, s[2], own_a, own_b, w.to(t.dtype), partner)
+        for t, s, w in zip(totals, sums, weights)
     ]
     return combine_references(scores, reference, norms)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from avalanche_mixplugins._constants import arange, distinct_pairs, scalar
 from avalanche_mixplugins.validation import check_one_of, check_positive_int
 
 PAIRINGS = ("all", "buffer_current", "with_buffer", "current")
@@ -117,6 +118,26 @@ def draw_partners(
     race = race.to(safe.device)
     key = torch.where(safe > 0, safe / race, torch.full_like(safe, -1.0))
     return key.argmax(dim=1), active
+
+
+def _draw_admissible(
+    allowed: Tensor, *, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """:func:`draw_partners` for a bool ``(N, N)`` matrix, in fewer operations.
+
+    The same noise is drawn (one ``N x N`` exponential race) and the same
+    partners come out: for a 0/1 matrix ``w_ij / E_ij`` is ``1 / E_ij`` where
+    ``w_ij = 1``, and a row without an admissible partner gets itself.
+    """
+    n = allowed.shape[0]
+    device = allowed.device
+    active = allowed.any(dim=1)
+    where = generator.device if generator is not None else device
+    race = torch.empty(n, n, device=where).exponential_(generator=generator)
+    race = race.to(device)
+    key = torch.where(allowed, race.reciprocal_(), scalar(-1.0, race.dtype, device))
+    partner = torch.where(active, key.argmax(dim=1), arange(n, device))
+    return partner, active
 
 
 class PairPolicy:
@@ -253,6 +274,13 @@ class GradientPairs(PairPolicy):
                 key.append((t, t._version))
         return tuple(key)
 
+    @staticmethod
+    def _state_key_of(tensors: tuple[Tensor, ...]) -> tuple:
+        """The key of :meth:`_state_key` for tensors given directly."""
+        return tuple(
+            (t, t._version) if not t.is_inference() else object() for t in tensors
+        )
+
     def _cached(self, what: str, names: tuple[str, ...], compute, extra: tuple = ()):
         """``compute()``, reused while the attributes in ``names`` (and the
         values in ``extra``) are unchanged."""
@@ -372,15 +400,20 @@ class GradientPairs(PairPolicy):
     def _blocked_classes(self) -> Tensor:
         """``C' x C'`` bool: the class pair is known to be detrimental (seen, score
         <= 0, not exempt); ``C'`` covers :attr:`exempt` when it is longer."""
+        return self._blocked_admitted()[0]
+
+    def _blocked_admitted(self) -> tuple[Tensor, Tensor]:
+        """:meth:`_blocked_classes` and its negation (the pairs a draw may
+        take), computed once per state."""
 
         def compute():
             scores, seen = self.effective()
             blocked = seen & (scores <= 0)
             exempt = self._exempt_classes_pairs()
-            if exempt is None:
-                return blocked
-            blocked, exempt = _pad_common(blocked, exempt)
-            return blocked & ~exempt
+            if exempt is not None:
+                blocked, exempt = _pad_common(blocked, exempt)
+                blocked = blocked & ~exempt
+            return blocked, ~blocked
 
         return self._cached("blocked", (*self._EFFECTIVE_STATE, "exempt"), compute)
 
@@ -408,18 +441,24 @@ class GradientPairs(PairPolicy):
         return self._blocked_classes()[y.view(-1, 1), y.view(1, -1)]
 
     def select(self, y, is_buffer, *, generator=None):
-        allowed = allowed_pairs(is_buffer, self.pairing)
-        blocked = self.known_detrimental(y)
+        if self.pairing == "all":
+            allowed = distinct_pairs(y.shape[0], y.device)
+        else:
+            allowed = allowed_pairs(is_buffer, self.pairing)
+        # admissible: the class pair is not known to be detrimental, or the
+        # row explores (``allowed & ~(blocked & ~explore)``)
+        admitted = self._blocked_admitted()[1]
+        ok = admitted[y][:, y]
         if self.refresh > 0:
             where = generator.device if generator is not None else y.device
             u = torch.rand(y.shape[0], generator=generator, device=where)
             explore = (u.to(y.device) < self.refresh).view(-1, 1)
-            blocked = blocked & ~explore
-        weights = allowed & ~blocked
+            ok = ok | explore
+        weights = allowed & ok
         if self.fallback == "same_class":
             no_partner = ~weights.any(dim=1, keepdim=True)
             weights = torch.where(no_partner, same_class_partners(y), weights)
-        return draw_partners(weights, generator=generator)
+        return _draw_admissible(weights, generator=generator)
 
     def batch_pair_sums(
         self,
@@ -436,16 +475,34 @@ class GradientPairs(PairPolicy):
         """
         del operation
         c = self.num_classes
-        a, b = y, y[partner]
-        valid = valid & torch.isfinite(inner)  # never write NaN or inf into scores
+        a, b = y, self._partner_labels(y, partner)
+        if inner.requires_grad:
+            inner = inner.detach()
+        # never write NaN or inf into scores (|x| < inf: torch.isfinite in
+        # fewer operations); a left-out sample adds 0 (a sum that starts at
+        # +0 reads the same whether +0 or -0 is added)
+        valid = valid & (inner.abs() < float("inf"))
         w = valid.float()
-        val = torch.nan_to_num(inner.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)
+        val = inner.float()
+        val = torch.where(valid, val, scalar(0.0, val.dtype, val.device))
         sums = torch.zeros(c * c, device=inner.device)
         counts = torch.zeros(c * c, device=inner.device)
         for idx in (a * c + b, b * c + a):
-            sums.index_add_(0, idx, val * w)
-            counts.index_add_(0, idx, w.float())
+            sums.index_add_(0, idx, val)
+            counts.index_add_(0, idx, w)
         return sums.view(c, c), counts.view(c, c)
+
+    def _partner_labels(self, y: Tensor, partner: Tensor) -> Tensor:
+        """``y[partner]``, reused while ``y`` and ``partner`` are the same
+        tensors, unchanged (:meth:`batch_pair_sums` and :meth:`helpful` of
+        one step read it both)."""
+        key = self._state_key_of((y, partner))
+        hit = self._cache.get("partner_labels")
+        if hit is not None and _same_key(hit[0], key):
+            return hit[1]
+        b = y[partner]
+        self._cache["partner_labels"] = (key, b)
+        return b
 
     def update(self, sums: Tensor, counts: Tensor) -> None:
         """Fold a batch's per-pair sums and counts into the smoothed scores."""
@@ -460,7 +517,7 @@ class GradientPairs(PairPolicy):
         self.scores = torch.where(has, new, self.scores)
         self.seen = self.seen | has
         self.fresh = self.fresh.to(has.device) | has
-        self.steps = self.steps.to(has.device) + has.float()
+        self.steps = self.steps.to(has.device) + has  # bool adds as 0.0 / 1.0
 
     def _update_kinds(self, kinds: Tensor, sums: Tensor, counts: Tensor) -> None:
         """Smooth each kind's score with the step's mean over its pairs."""
@@ -485,7 +542,7 @@ class GradientPairs(PairPolicy):
         ``operation`` is ignored (one score matrix for every operation).
         """
         del operation
-        b = y[partner]
+        b = self._partner_labels(y, partner)
         positive = self._positive_classes()[y, b]
         if self.fallback == "same_class":
             return positive | (y == b)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from avalanche_mixplugins._constants import scalar
 from avalanche_mixplugins.gradients import (
     GRAD_SPACES,
     HeadCapture,
@@ -393,7 +394,7 @@ class GradMixPlugin(
         self._mark_current(batch.y.device)
         inner = self.pair_inner_products(strategy, batch)
         has_buffer = batch.is_buffer.any()
-        self._buffer_steps = self._buffer_steps + has_buffer.long()
+        self._buffer_steps = self._buffer_steps + has_buffer  # a long count
         # batch_pair_sums leaves out non-finite inner products itself
         valid = batch.active & has_buffer
         op = batch.operation
@@ -402,7 +403,7 @@ class GradMixPlugin(
         )
         _all_reduce_sum(sums, counts)
         self.policy.update(sums, counts)
-        self.last_inner = inner.detach()
+        self.last_inner = inner.detach() if inner.requires_grad else inner
         helpful = self.policy.helpful(batch.y, batch.partner, operation=op)
         return (batch.active & helpful).float()
 
@@ -412,6 +413,10 @@ class GradMixPlugin(
         if self.loss_norm == "active":
             return super().loss_denominator(batch, weights)
         # what random-pair Mixup would train on, whatever the scores say
+        if self.policy.pairing == "all":
+            # every sample (at least 1): a constant per batch size, made once
+            n = float(max(batch.is_buffer.shape[0], 1))
+            return scalar(n, torch.get_default_dtype(), batch.is_buffer.device)
         return candidate_count(batch.is_buffer, self.policy.pairing)
 
     def state_dict(self) -> dict:

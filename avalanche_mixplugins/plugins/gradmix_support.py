@@ -166,6 +166,31 @@ def check_head_output(
     )
 
 
+class _StepCapture(HeadCapture):
+    """:class:`~avalanche_mixplugins.head.HeadCapture` that detaches the
+    head's output only when the model's output does not take its place.
+
+    The logits GradMix reads are the model's output when it has the head's
+    shape (:meth:`HeadCapture.lookup`); detaching the head's output as well
+    would be one more tensor operation per forward for a tensor then dropped.
+    """
+
+    def _on_head(self, module, args, output):
+        if not self.enabled or not args or not self.records:
+            return
+        self.records[-1][1] = args[0].detach()
+        self.records[-1][2] = output  # detached when the model returns
+
+    def _on_model_return(self, module, args, output):
+        rec = self.records[-1] if self.enabled and self.records else None
+        if rec is None or rec[2] is None:
+            return
+        if isinstance(output, Tensor) and output.shape == rec[2].shape:
+            rec[2] = output.detach()
+        elif rec[2].requires_grad:
+            rec[2] = rec[2].detach()
+
+
 class HeadFeatures:
     """The head's inputs and logits of a GradMix step (``grad_space="last"``).
 
@@ -186,7 +211,7 @@ class HeadFeatures:
         if self.grad_space == "last":
             self._head = find_linear_head(strategy.model, self.head)
             self._head_has_bias = self._head[1].bias is not None
-            self._capture = HeadCapture(strategy.model, self._head[1])
+            self._capture = _StepCapture(strategy.model, self._head[1])
             self._capture.enabled = False
             self._check_head = True
 
